@@ -1,0 +1,26 @@
+"""Root of the ``hub`` CLI: each topic is a Typer sub-app in its own module, registered here.
+
+Exit codes: 0 success, 1 the work ran and found problems (failed checks, refused rows), 2 bad
+configuration or usage, 3 an external system (ERP, SFTP, database) could not be reached.
+"""
+
+from __future__ import annotations
+
+import typer
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+
+app = typer.Typer(
+    name="hub",
+    help="CRM <-> ERP sync hub: canonical store, connectors, nightly push, inventory and delivery promises.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+
+# Sub-apps (one line each; keep alphabetical).
+from hub.cli import db as _db  # noqa: E402
+
+app.add_typer(_db.app, name="db")
