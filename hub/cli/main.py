@@ -22,5 +22,7 @@ app = typer.Typer(
 
 # Sub-apps (one line each; keep alphabetical).
 from hub.cli import db as _db  # noqa: E402
+from hub.cli import sandbox as _sandbox  # noqa: E402
 
 app.add_typer(_db.app, name="db")
+app.add_typer(_sandbox.app, name="sandbox")
