@@ -21,8 +21,20 @@ MASK = "***"
 _MIN_MASKED_LENGTH = 4
 # Key names whose values are secrets wherever they appear (Airflow's list, B.3 of PERF-RELIABILITY).
 SECRET_KEY_WORDS = (
-    "access_token", "api_key", "apikey", "authorization", "passphrase", "passwd", "password",
-    "private_key", "secret", "token", "auth_data", "session_id", "signature", "sessionid",
+    "access_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "secret",
+    "token",
+    "auth_data",
+    "session_id",
+    "signature",
+    "sessionid",
 )
 
 _lock = threading.Lock()
@@ -89,7 +101,8 @@ def redact_mapping(data: object) -> object:
     """Deep copy of ``data`` with secret-named keys masked and registered values redacted."""
     if isinstance(data, dict):
         return {
-            k: (MASK if isinstance(k, str) and is_secret_key(k) else redact_mapping(v)) for k, v in data.items()
+            k: (MASK if isinstance(k, str) and is_secret_key(k) else redact_mapping(v))
+            for k, v in data.items()
         }
     if isinstance(data, list | tuple):
         return [redact_mapping(v) for v in data]

@@ -1,0 +1,89 @@
+"""Inventory snapshots pulled from the ERP or SFTP drops, incoming supply, and delivery promises."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_core.models.base import Base
+from crm_core.types import Quantity, TZDateTime, now_utc
+
+SNAPSHOT_STATUSES = ("loading", "in_force", "superseded", "refused")
+PROMISE_REASONS = ("in_stock", "incoming_supply", "made_to_order", "split")
+
+
+class InventorySnapshot(Base):
+    """One complete inventory picture from one source. Exactly one per source is ``in_force``."""
+
+    __tablename__ = "inventory_snapshots"
+    __table_args__ = (sa.CheckConstraint(f"status IN {SNAPSHOT_STATUSES}", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(64), index=True)  # connection name
+    taken_at: Mapped[datetime] = mapped_column(TZDateTime())
+    status: Mapped[str] = mapped_column(sa.String(16), default="loading")
+    row_count: Mapped[int] = mapped_column(default=0)
+    rejected_count: Mapped[int] = mapped_column(default=0)
+    origin: Mapped[str | None] = mapped_column(sa.String(500))  # file path or API endpoint
+    checksum: Mapped[str | None] = mapped_column(sa.String(64))
+    refused_reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=now_utc)
+
+
+class InventoryPosition(Base):
+    """Stock of one (material, warehouse, lot) in one snapshot. Loaded in bulk, never row by row."""
+
+    __tablename__ = "inventory_positions"
+    __table_args__ = (sa.UniqueConstraint("snapshot_id", "material_code", "warehouse_code", "lot"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(sa.ForeignKey("inventory_snapshots.id", ondelete="CASCADE"))
+    material_code: Mapped[str] = mapped_column(sa.String(64))
+    warehouse_code: Mapped[str] = mapped_column(sa.String(32))
+    lot: Mapped[str] = mapped_column(sa.String(64), default="")
+    on_hand: Mapped[Decimal] = mapped_column(Quantity)
+    reserved: Mapped[Decimal] = mapped_column(Quantity, default=Decimal("0"))
+
+
+class IncomingSupply(Base):
+    """A scheduled receipt (purchase or production order) with its expected arrival date."""
+
+    __tablename__ = "incoming_supply"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # purchase | production
+    reference: Mapped[str] = mapped_column(sa.String(64))
+    material_code: Mapped[str] = mapped_column(sa.String(64), index=True)
+    warehouse_code: Mapped[str | None] = mapped_column(sa.String(32))
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    eta: Mapped[date] = mapped_column(sa.Date)
+    snapshot_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("inventory_snapshots.id", ondelete="CASCADE")
+    )
+
+
+class DeliveryPromise(Base):
+    """The current promised delivery date of one open order line or quote line, with its reason."""
+
+    __tablename__ = "delivery_promises"
+    __table_args__ = (
+        sa.UniqueConstraint("line_kind", "line_id"),
+        sa.CheckConstraint("line_kind IN ('order', 'quote')", name="line_kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_kind: Mapped[str] = mapped_column(sa.String(8))
+    line_id: Mapped[int] = mapped_column()
+    material_code: Mapped[str] = mapped_column(sa.String(64))
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    ready_date: Mapped[date] = mapped_column(sa.Date)
+    promised_date: Mapped[date] = mapped_column(sa.Date)
+    first_part_quantity: Mapped[Decimal | None] = mapped_column(Quantity)  # split promises
+    first_part_date: Mapped[date | None] = mapped_column(sa.Date)
+    reason: Mapped[str] = mapped_column(sa.String(24))
+    late: Mapped[bool] = mapped_column(default=False)
+    computed_at: Mapped[datetime] = mapped_column(TZDateTime(), default=now_utc)
