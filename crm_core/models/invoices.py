@@ -29,7 +29,8 @@ class Invoice(Timestamped, Base):
     __table_args__ = (
         sa.CheckConstraint(f"status IN {INVOICE_STATUSES}", name="status_known"),
         sa.CheckConstraint(f"invoice_type IN {INVOICE_TYPES}", name="type_known"),
-        sa.CheckConstraint("total_gross = total_net + total_tax", name="gross_is_net_plus_tax"),
+        # Tolerance because SQLite keeps NUMERIC as binary floating point; values round-trip as Decimal.
+        sa.CheckConstraint("abs(total_gross - total_net - total_tax) < 0.005", name="gross_is_net_plus_tax"),
         sa.Index("ix_invoices_status_issue_date", "status", "issue_date"),
     )
 

@@ -602,7 +602,7 @@ def upgrade() -> None:
             "status IN ('draft', 'issued', 'red_letter', 'voided')", name=op.f("ck_invoices_status_known")
         ),
         sa.CheckConstraint(
-            "total_gross = total_net + total_tax", name=op.f("ck_invoices_gross_is_net_plus_tax")
+            "abs(total_gross - total_net - total_tax) < 0.005", name=op.f("ck_invoices_gross_is_net_plus_tax")
         ),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_invoices_customer_id_customers")
