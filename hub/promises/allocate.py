@@ -363,7 +363,8 @@ def _dates_and_reasons(
     reason = np.where(
         in_stock, m.IN_STOCK, np.where(split, m.SPLIT, np.where(covered, m.INCOMING_SUPPLY, m.MADE_TO_ORDER))
     )
-    rest_reason = np.where(in_stock, None, np.where(covered, m.INCOMING_SUPPLY, m.MADE_TO_ORDER))
+    rest_reason = np.where(covered, m.INCOMING_SUPPLY, m.MADE_TO_ORDER).astype(object)
+    rest_reason[in_stock] = None
     now_out = np.where(in_stock, qty, np.where(split, now_qty, 0))
 
     requested_col = _optional(lines, m.DEM_REQUESTED)

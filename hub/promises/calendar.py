@@ -158,8 +158,10 @@ class FactoryCalendar:
 
     def add_working_days_to(self, day: dt.date, days: int) -> dt.date:
         """Scalar form of :meth:`add_working_days` for one ``datetime.date``."""
-        result = self.add_working_days(np.datetime64(day, "D"), days)
-        return result.item()  # type: ignore[no-any-return]
+        result = self.add_working_days(np.datetime64(day, "D"), days).item()
+        if not isinstance(result, dt.date):  # NaT cannot come from a real date; keep mypy honest
+            raise TypeError(f"no working day computed for {day!r}")
+        return result
 
     def is_working_day(self, dates: object) -> npt.NDArray[np.bool_]:
         """True where the date is a working day (vectorised; NaT gives False)."""

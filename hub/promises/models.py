@@ -163,8 +163,9 @@ class PromiseConfig:
 
     All day counts are working days on the factory calendar. ``handling_days`` covers picking and
     packing after the goods are ready; shipping days come from ``shipping_days_by_region`` keyed by
-    the line's region, else ``default_shipping_days``. ``allow_split`` lets a line ship the part
-    today's stock covers now and the rest later.
+    the line's region, else ``default_shipping_days``. ``default_lead_time_days`` is the production
+    lead time of a made-to-order line without its own ``lead_time_days``. ``allow_split`` lets a line
+    ship the part today's stock covers now and the rest later (a line's ``allow_split`` column wins).
     """
 
     today: dt.date

@@ -22,7 +22,11 @@ AT_RISK_COLUMNS = (
 
 @dataclass(frozen=True)
 class PromiseSummary:
-    """Counts over a :func:`hub.promises.promise_lines` result, plus the most at-risk lines."""
+    """Counts over a :func:`hub.promises.promise_lines` result, plus the most at-risk lines.
+
+    ``made_to_order`` counts lines whose quantity (or, for split lines, whose rest) waits for
+    production; ``lines_late`` counts lines promised after their requested date.
+    """
 
     lines_promised: int
     lines_late: int

@@ -89,7 +89,9 @@ def test_series_input_keeps_nat_and_shape(cal: FactoryCalendar) -> None:
     dates = pd.Series(pd.to_datetime(["2025-09-30 18:30", None, "2026-02-13 08:00"]))
     got = cal.add_working_days(dates, [1, 3, 1])
     assert got.dtype == np.dtype("datetime64[D]")
-    assert got[0] == np.datetime64("2025-10-09") and np.isnat(got[1]) and got[2] == np.datetime64("2026-02-14")
+    assert (
+        got[0] == np.datetime64("2025-10-09") and np.isnat(got[1]) and got[2] == np.datetime64("2026-02-14")
+    )
     with pytest.raises(DataValidationError, match="must be >= 0"):
         cal.add_working_days(dates, -1)
 
