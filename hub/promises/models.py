@@ -101,7 +101,7 @@ class DateRange:
     def __post_init__(self) -> None:
         if self.end < self.start:
             raise ConfigError(
-                f"calendar range {self.reason or ''} ends {self.end} before it starts {self.start}: "
+                f"calendar range {self.reason!r} ends {self.end} before it starts {self.start}: "
                 "swap start and end in the calendar config"
             )
 
