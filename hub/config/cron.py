@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 
 MACROS = frozenset({"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"})
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 _FIELDS = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
@@ -19,9 +21,9 @@ _FIELDS = (
         "month",
         1,
         12,
-        {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())},
+        {m: i + 1 for i, m in enumerate(_MONTHS)},
     ),
-    ("day of week", 0, 7, {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}),
+    ("day of week", 0, 7, {d: i for i, d in enumerate(_DAYS)}),
 )
 _ATOM = re.compile(r"^[0-9A-Za-z]+$")
 

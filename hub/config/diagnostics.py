@@ -100,9 +100,9 @@ def _friendly(error: dict[str, Any], path: PathKey, root_type: Any, data: Any) -
         message = message[len("Assertion failed, ") :]
     # Show what was written, unless the field may hold a secret or the input is a whole block.
     value = error.get("input")
-    if kind not in ("value_error", "assertion_error") and isinstance(value, str | int | float | bool):
-        if not (field and is_secret_key(field)):
-            message += f" (got {value!r})"
+    shown = kind not in ("value_error", "assertion_error") and isinstance(value, str | int | float | bool)
+    if shown and not (field and is_secret_key(field)):
+        message += f" (got {value!r})"
     return message
 
 

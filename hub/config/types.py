@@ -76,7 +76,8 @@ def _relative_remote_path(value: str) -> str:
     normalised = posixpath.normpath(value)
     if normalised == ".." or normalised.startswith("../") or ".." in value.split("/"):
         raise ValueError(
-            f"remote path {value!r} escapes the connection's root; remove the '..' and keep files below the root"
+            f"remote path {value!r} escapes the connection's root; "
+            "remove the '..' and keep files below the root"
         )
     return normalised
 

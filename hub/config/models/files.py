@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from typing import Literal
-
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -64,7 +62,8 @@ class CompleteWhen(Strict):
     mode: Literal["done_file", "manifest", "trailer", "stable_size"] = Field(
         description=(
             "done_file: a marker file <name><suffix> appears when the data file is complete; "
-            "manifest: a manifest lists name, size and row count; trailer: the last line states the row count; "
+            "manifest: a manifest lists name, size and row count; "
+            "trailer: the last line states the row count; "
             "stable_size: the size did not change for stable_seconds."
         )
     )

@@ -54,14 +54,13 @@ class KisConnection(Strict):
 
     @model_validator(mode="after")
     def _flow_fields(self) -> KisConnection:
-        if self.auth_flow == "koas" and self.auth_code is None:
+        # Same rule as KisSettings.validate(): app_key/app_secret may come from push_app_authorize.
+        required = ("auth_code", "account_number") if self.auth_flow == "koas" else ("outer_instance_id",)
+        missing = [n for n in required if not getattr(self, n)]
+        if missing:
             raise ValueError(
-                "auth_flow koas needs auth_code (an environment reference such as ${KIS_AUTH_CODE})"
+                f"auth_flow {self.auth_flow} needs {', '.join(missing)} (secrets as ${{ENV}} references)"
             )
-        if self.auth_flow == "open_platform":
-            missing = [n for n in ("app_key", "app_secret", "outer_instance_id") if getattr(self, n) is None]
-            if missing:
-                raise ValueError(f"auth_flow open_platform needs {', '.join(missing)}")
         return self
 
 

@@ -11,6 +11,7 @@ from hub.config.columns import Entity
 from hub.config.models.base import (
     SHANGHAI,
     Cursor,
+    MappingRef,
     Schedule,
     Strict,
     TemplateBase,
@@ -149,6 +150,9 @@ class RestStream(Strict):
     primary_key: NonEmpty
     fields: dict[NonEmpty, str] = Field(description="Reply field (dotted path) -> canonical column.")
     pagination: Paging
+    mapping: MappingRef | None = Field(
+        None, description="Value tables applied after `fields` (e.g. stage names)."
+    )
     cursor: RestCursor | None = None
     source_timezone: TimeZoneName = Field(SHANGHAI, description="Zone of naive times in the replies.")
     validation: ValidationRef | None = None
