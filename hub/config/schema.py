@@ -18,7 +18,8 @@ SCHEMA_ID = "https://erp-sync-hub.local/schemas/hub.schema.json"
 
 def _drop_required(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _drop_required(v) for k, v in node.items() if k != "required"}
+        # anyOf instead of oneOf: a partial entry may match several kinds until `kind` is written.
+        return {("anyOf" if k == "oneOf" else k): _drop_required(v) for k, v in node.items() if k != "required"}
     if isinstance(node, list):
         return [_drop_required(v) for v in node]
     return node
@@ -29,6 +30,7 @@ def project_schema() -> dict[str, Any]:
     schema = ProjectConfig.model_json_schema(mode="validation")
     defs = schema.get("$defs", {})
     schema["$defs"] = {name: _drop_required(body) for name, body in defs.items()}
+    schema["properties"] = _drop_required(schema["properties"])
     # Entries must still name their template; every template model already has that field.
     for body in schema["$defs"].values():
         props = body.get("properties", {})

@@ -141,7 +141,7 @@ class K3CloudConnection(Strict):
     base_url: HttpUrl = Field(description="e.g. https://tenant.ik3cloud.com/K3Cloud")
     acct_id: NonEmpty = Field(description="Data centre (账套) id.")
     username: NonEmpty
-    auth: Literal["password", "app_secret", "sign"] = "app_secret"
+    auth: Literal["password", "app_secret", "sign", "signed_headers"] = "app_secret"
     password: SecretRef | None = None
     app_id: str | None = None
     app_secret: SecretRef | None = None
@@ -159,7 +159,7 @@ class K3CloudConnection(Strict):
     def _auth_fields(self) -> K3CloudConnection:
         if self.auth == "password" and self.password is None:
             raise ValueError("auth password needs password (an environment reference)")
-        if self.auth in ("app_secret", "sign") and (self.app_id is None or self.app_secret is None):
+        if self.auth in ("app_secret", "sign", "signed_headers") and (self.app_id is None or self.app_secret is None):
             raise ValueError(f"auth {self.auth} needs app_id and app_secret")
         return self
 
