@@ -1,0 +1,531 @@
+"""KIS cloud (koas gateway) client: base data, sales outbound, inventory and vouchers over ``requests``.
+
+Every business call goes through :meth:`KisClient._call`: fresh credentials from the auth flow, one HTTP
+exchange (transport.py), one refresh-and-retry on an auth error, and transient failures retried by the
+one tenacity builder (connectors/retry.py). Writes are never blindly repeated: an ambiguous failure
+surfaces as :class:`~hub.errors.UnknownOutcomeError` and :meth:`KisClient.create_outbound` looks the bill
+up by ``FBillNo`` before sending it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import requests
+from tenacity import RetryCallState
+
+from connectors.kingdee.kis.auth import KoasAuth, OpenPlatformAuth, make_auth
+from connectors.kingdee.kis.basedata import CodeIndex
+from connectors.kingdee.kis.errors import Phase
+from connectors.kingdee.kis.records import (
+    CheckReport,
+    CreatedBill,
+    Customer,
+    InventoryRow,
+    Material,
+    OutboundBill,
+    OutboundSummary,
+    Stock,
+    Unit,
+    Voucher,
+    to_decimal,
+)
+from connectors.kingdee.kis.settings import KisQuirks, KisSettings
+from connectors.kingdee.kis.transport import Transport, new_session
+from connectors.retry import build_retrying
+from hub.errors import AuthError, DataValidationError, PermanentError, UnknownOutcomeError
+
+log = logging.getLogger(__name__)
+
+# A gateway that never says "last page" must not loop forever.
+MAX_PAGES = 100_000
+
+
+class KisClient:
+    """Client of one KIS cloud connection.
+
+    Args:
+        settings: the connection (see :class:`KisSettings`); validated here.
+        session: a ``requests.Session`` to reuse (a pooled one is created otherwise).
+        quirks: answers to the unknowns of ERP-APIS §6 (:class:`KisQuirks`).
+        sleep: replaces ``time.sleep`` between retries (a test or a cancellable runner may pass its own).
+    """
+
+    def __init__(
+        self,
+        settings: KisSettings,
+        session: requests.Session | None = None,
+        *,
+        quirks: KisQuirks | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        settings.validate()
+        settings.register_secrets()
+        self.settings = settings
+        self.quirks = quirks or KisQuirks()
+        self.session = session or new_session()
+        self.transport = Transport(settings, self.quirks, self.session)
+        self.auth: KoasAuth | OpenPlatformAuth = make_auth(settings, self.quirks, self.transport)
+        self._sleep = sleep
+        self._stats_lock = threading.Lock()
+        self.stats: dict[str, int] = {"calls": 0, "retries": 0, "auth_recoveries": 0, "lookups": 0}
+        name = settings.name
+        self.customers: CodeIndex[Customer] = CodeIndex(
+            "customer", "Customer/List", self.list_customers, name
+        )
+        self.materials: CodeIndex[Material] = CodeIndex(
+            "material", "Material/List", self.list_materials, name
+        )
+        self.stocks: CodeIndex[Stock] = CodeIndex("stock", "Stock/List", self.list_stocks, name)
+        self.units: CodeIndex[Unit] = CodeIndex("unit", "MeasureUnit/List", self.list_units, name)
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.session.close()
+
+    def __enter__(self) -> KisClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _bump(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] = self.stats.get(key, 0) + 1
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self._bump("retries")
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("retrying after attempt %d: %s", state.attempt_number, exc)
+
+    def _retrying(self, *, unknown_outcome: bool = False) -> Any:
+        policy = dataclasses.replace(self.settings.retry, retry_unknown_outcome=unknown_outcome)
+        return build_retrying(policy, sleep=self._sleep, before_sleep=self._before_sleep)
+
+    def _call(self, app: str, op: str, body: Mapping[str, Any], *, write: bool = False) -> Any:
+        """One business call with auth refresh-once and transient retries; returns the envelope ``data``."""
+        path = f"/koas/{app}/api/{op}"
+        phase = Phase.WRITE if write else Phase.READ
+
+        def once() -> Any:
+            self._bump("calls")
+            creds = self.auth.business()
+            try:
+                return self.transport.send(
+                    "POST", path, phase=phase, params=creds.params, body=body, headers=creds.headers
+                )
+            except AuthError:
+                # Refresh once and try again; a second refusal is final. A refused call was not applied,
+                # so repeating a write here cannot double-post it.
+                self._bump("auth_recoveries")
+                self.auth.recover(creds.generation)
+                creds = self.auth.business()
+                return self.transport.send(
+                    "POST", path, phase=phase, params=creds.params, body=body, headers=creds.headers
+                )
+
+        # Writes never retry an unknown outcome here: the caller decides after looking the bill up.
+        return self._retrying(unknown_outcome=False)(once)
+
+    def _pages(self, app: str, op: str, extra: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every row of a list endpoint, page by page, until the gateway says it was the last page.
+
+        Accepts ``TotalPages`` and ``TotalPage`` (both spellings are seen) and ``HasNextPage``; continues
+        while either says there is more, and stops on an empty page whatever they say.
+        """
+        size = self.settings.page_size
+        seen = 0
+        total_items: int | None = None
+        for page in range(1, MAX_PAGES + 1):
+            body = {"CurrentPage": page, "ItemsOfPage": size, **(extra or {})}
+            data = self._call(app, op, body) or {}
+            rows = data.get("List") or []
+            seen += len(rows)
+            yield from rows
+            if data.get("TotalItems") is not None:
+                total_items = int(data["TotalItems"])
+            total_pages = data.get("TotalPages", data.get("TotalPage"))
+            has_next = _truthy(data.get("HasNextPage"))
+            if not rows:
+                break
+            if has_next is None and total_pages is None:
+                more = len(rows) >= size
+            else:
+                more = bool(has_next) or (total_pages is not None and page < int(total_pages))
+            if not more:
+                break
+        if total_items is not None and total_items != seen:
+            log.warning(
+                "%s/%s: read %d rows but the gateway reported TotalItems=%d (data changed while paging?)",
+                app,
+                op,
+                seen,
+                total_items,
+            )
+
+    # --- health -------------------------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        """Authenticate and read one page of stocks; a :class:`HubError` names what to fix otherwise."""
+        started = time.perf_counter()
+        data = (
+            self._call(self.settings.base_data_app, "Stock/List", {"CurrentPage": 1, "ItemsOfPage": 1}) or {}
+        )
+        total = data.get("TotalItems")
+        return CheckReport(
+            connection=self.settings.name,
+            base_url=self.settings.base_url,
+            auth_flow=self.settings.auth_flow,
+            gateway=self.auth.gateway,
+            stocks_total=int(total) if total is not None else len(data.get("List") or []),
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    # --- base data ----------------------------------------------------------------------------------
+    def list_customers(self) -> Iterator[Customer]:
+        """All customers (``Customer/List``)."""
+        return (Customer.from_row(r) for r in self._pages(self.settings.base_data_app, "Customer/List"))
+
+    def list_materials(self) -> Iterator[Material]:
+        """All materials (``Material/List``)."""
+        return (Material.from_row(r) for r in self._pages(self.settings.base_data_app, "Material/List"))
+
+    def list_stocks(self) -> Iterator[Stock]:
+        """All warehouses (``Stock/List``)."""
+        return (Stock.from_row(r) for r in self._pages(self.settings.base_data_app, "Stock/List"))
+
+    def list_units(self) -> Iterator[Unit]:
+        """All units of measure (``MeasureUnit/List``)."""
+        return (Unit.from_row(r) for r in self._pages(self.settings.base_data_app, "MeasureUnit/List"))
+
+    def get_materials(self, item_ids: list[int]) -> list[Material]:
+        """Batch detail (``Material/GetListDetails``, ``ItemIds`` in chunks of ``batch_detail_size``)."""
+        out: list[Material] = []
+        step = self.quirks.batch_detail_size
+        for i in range(0, len(item_ids), step):
+            data = self._call(
+                self.settings.base_data_app, "Material/GetListDetails", {"ItemIds": item_ids[i : i + step]}
+            )
+            rows = data if isinstance(data, list) else (data or {}).get("List") or []
+            out.extend(Material.from_row(r) for r in rows)
+        return out
+
+    def resolve_customer(self, code: str) -> int:
+        """Customer code -> ``FItemID`` (cached); :class:`PermanentError` naming the code when unknown."""
+        return self.customers.get(code).item_id
+
+    def resolve_material(self, code: str) -> int:
+        """Material code -> ``FItemID`` (cached)."""
+        return self.materials.get(code).item_id
+
+    def resolve_stock(self, code: str) -> int:
+        """Stock (warehouse) code -> ``FItemID`` (cached)."""
+        return self.stocks.get(code).item_id
+
+    def resolve_unit(self, code: str) -> int:
+        """Unit code -> ``FItemID`` (cached)."""
+        return self.units.get(code).item_id
+
+    def create_customer(self, number: str, name: str, **fields: Any) -> int:
+        """Create a customer and return its ``FItemID``; an existing code returns the existing id.
+
+        Unverified [L]: ERP-APIS evidences only ``Customer/List``/``Get``; ``APP006992/api/Customer/Create``
+        is what the sandbox implements. Confirm on open.jdy.com before relying on it in production.
+        """
+        body = {"Object": {"FNumber": number, "FName": name, **fields}}
+        try:
+            data = self._call(self.settings.base_data_app, "Customer/Create", body, write=True)
+        except (UnknownOutcomeError, PermanentError):
+            self.customers.force_reload_on_next_miss()
+            try:
+                return self.resolve_customer(number)
+            except PermanentError:
+                pass
+            raise
+        self.customers.force_reload_on_next_miss()
+        return int(data["FItemID"])
+
+    # --- sales outbound (销售出库, app007104/salesdelivery) -----------------------------------------
+    def _outbound_object(self, bill: OutboundBill, fid: int | None = None) -> dict[str, Any]:
+        customer_id = bill.customer_id
+        if customer_id is None:
+            if not bill.customer_code:
+                raise DataValidationError(
+                    f"KIS connection {self.settings.name!r}: bill {bill.bill_no!r} has no customer."
+                )
+            customer_id = self.resolve_customer(bill.customer_code)
+        head_stock = (
+            bill.stock_id
+            if bill.stock_id is not None
+            else (self.resolve_stock(bill.stock_code) if bill.stock_code else None)
+        )
+        if not bill.lines:
+            raise DataValidationError(
+                f"KIS connection {self.settings.name!r}: bill {bill.bill_no!r} has no lines."
+            )
+        head: dict[str, Any] = {
+            "FBillNo": bill.bill_no,
+            "Fdate": bill.date.isoformat(),
+            "FTranType": 21,
+            "FROB": -1 if bill.red else 1,
+            "FSupplyID": customer_id,
+            "Fnote": bill.note,
+        }
+        if fid is not None:
+            head["FInterID"] = fid
+        if head_stock is not None:
+            head["FDCStockID"] = head_stock
+        if bill.invoice_no:
+            head[self.quirks.invoice_no_field] = bill.invoice_no
+        head.update(bill.extra_head)
+        entries = []
+        for n, line in enumerate(bill.lines, start=1):
+            if line.material_id is not None:
+                material_id = line.material_id
+                unit_id = line.unit_id
+            elif line.material_code:
+                material = self.materials.get(line.material_code)
+                material_id, unit_id = material.item_id, line.unit_id or material.unit_id
+            else:
+                raise DataValidationError(
+                    f"KIS connection {self.settings.name!r}: bill {bill.bill_no!r} line {n} has no material."
+                )
+            stock_id = (
+                line.stock_id
+                if line.stock_id is not None
+                else (self.resolve_stock(line.stock_code) if line.stock_code else head_stock)
+            )
+            entry: dict[str, Any] = {
+                "FItemID": material_id,
+                "Fauxqty": line.qty,
+                "FQty": line.qty,
+                "FAuxQtyMust": line.qty,
+                "FDCStockID": stock_id,
+                "FBatchNo": line.batch_no,
+                "FAuxPrice": line.price,
+                "Famount": line.line_amount,
+            }
+            if unit_id is not None:
+                entry["FUnitID"] = unit_id
+            entries.append(entry)
+        return {"Head": head, "Entry": entries}
+
+    def create_outbound(self, bill: OutboundBill) -> CreatedBill:
+        """Create a sales outbound exactly once, keyed by ``bill.bill_no``.
+
+        A lost reply or timeout after sending (:class:`UnknownOutcomeError`) is followed by a lookup by
+        ``FBillNo``: the bill found is returned (``created=False``), otherwise it is sent again. A refusal
+        (duplicate ``FBillNo`` or otherwise) also looks the number up: an existing bill with the same
+        customer and lines is returned; one with different content is a :class:`PermanentError`.
+        """
+        if not bill.bill_no.strip():
+            raise DataValidationError(
+                f"KIS connection {self.settings.name!r}: an outbound needs a bill number (FBillNo); "
+                "it is the key that keeps a retried push from creating a second bill."
+            )
+        obj = self._outbound_object(bill)
+        body = {"Object": obj}
+
+        def attempt() -> CreatedBill:
+            try:
+                data = self._call(self.settings.stock_app, "salesdelivery/create", body, write=True)
+            except UnknownOutcomeError:
+                existing = self._existing(bill.bill_no, obj)
+                if existing is not None:
+                    return existing
+                raise  # not there: the retry loop sends it again after a back-off
+            except PermanentError:
+                existing = self._existing(bill.bill_no, obj)
+                if existing is None:
+                    raise
+                return existing
+            return CreatedBill(int(data["FID"]), str(data.get("FBillNo") or bill.bill_no), True)
+
+        return self._retrying(unknown_outcome=True)(attempt)
+
+    def _existing(self, bill_no: str, obj: Mapping[str, Any]) -> CreatedBill | None:
+        """The bill already in KIS under ``bill_no``, checked to be the same document."""
+        self._bump("lookups")
+        summary = self.find_outbound_summary(bill_no)
+        if summary is None:
+            return None
+        found = self.get_outbound(summary.fid)
+        ours = sorted((int(e["FItemID"]), to_decimal(e["Fauxqty"])) for e in obj["Entry"])
+        theirs = sorted((line.material_id or 0, line.qty) for line in found.lines)
+        if found.customer_id != int(obj["Head"]["FSupplyID"]) or ours != theirs:
+            raise PermanentError(
+                f"KIS connection {self.settings.name!r}: bill number {bill_no!r} already exists in KIS (FID "
+                f"{summary.fid}) with a different customer or lines. Use a new bill number, or "
+                "delete/correct the KIS bill, then re-send.",
+                context={"connection": self.settings.name, "bill_no": bill_no, "fid": summary.fid},
+            )
+        return CreatedBill(summary.fid, summary.bill_no, False)
+
+    def get_outbound(self, fid: int) -> OutboundBill:
+        """One outbound with lines (``salesdelivery/getdetail``)."""
+        data = self._call(self.settings.stock_app, "salesdelivery/getdetail", {"Id": fid})
+        return OutboundBill.from_detail(data or {}, invoice_no_field=self.quirks.invoice_no_field)
+
+    def list_outbound_summaries(
+        self, date_from: dt.date | None = None, date_to: dt.date | None = None, bill_no: str | None = None
+    ) -> Iterator[OutboundSummary]:
+        """List rows (all pages), filtered by date range and/or bill number.
+
+        The filter is sent in ``quirks.list_filter_key`` [L] and re-applied here, so a gateway that ignores
+        it costs pages, never correctness.
+        """
+        filters: dict[str, Any] = {}
+        if bill_no:
+            filters["FBillNo"] = bill_no
+        if date_from:
+            filters["BeginDate"] = date_from.isoformat()
+        if date_to:
+            filters["EndDate"] = date_to.isoformat()
+        extra = {"OrderBy": {"Property": "FInterID", "Type": "Asc"}}
+        if filters:
+            extra[self.quirks.list_filter_key] = filters
+        for row in self._pages(self.settings.stock_app, "salesdelivery/list", extra):
+            summary = OutboundSummary.from_row(row)
+            if bill_no and summary.bill_no != bill_no:
+                continue
+            if summary.date is not None and (
+                (date_from and summary.date < date_from) or (date_to and summary.date > date_to)
+            ):
+                continue
+            yield summary
+
+    def find_outbound_summary(self, bill_no: str) -> OutboundSummary | None:
+        """The list row of the bill numbered ``bill_no``, or None."""
+        return next(iter(self.list_outbound_summaries(bill_no=bill_no)), None)
+
+    def find_outbound_by_bill_no(self, bill_no: str) -> OutboundBill | None:
+        """The outbound numbered ``bill_no`` with its lines, or None when KIS has none."""
+        summary = self.find_outbound_summary(bill_no)
+        return self.get_outbound(summary.fid) if summary else None
+
+    def list_outbounds(
+        self, date_from: dt.date | None = None, date_to: dt.date | None = None
+    ) -> Iterator[OutboundBill]:
+        """Every outbound dated in ``[date_from, date_to]`` with its lines (all pages, one detail each)."""
+        for summary in self.list_outbound_summaries(date_from, date_to):
+            yield self.get_outbound(summary.fid)
+
+    def update_outbound(self, fid: int, bill: OutboundBill) -> None:
+        """Replace head and lines of an unaudited outbound (KIS refuses audited bills: PermanentError).
+
+        An update carries the whole document, so repeating it after an unknown outcome is harmless.
+        """
+        obj = self._outbound_object(bill, fid=fid)
+        self._retrying(unknown_outcome=True)(
+            self._call, self.settings.stock_app, "salesdelivery/update", {"Object": obj}, write=True
+        )
+
+    def delete_outbound(self, fid: int) -> None:
+        """Delete an unaudited outbound. After an unknown outcome a refused detail read means it is gone."""
+        try:
+            self._call(self.settings.stock_app, "salesdelivery/delete", {"Id": fid}, write=True)
+        except UnknownOutcomeError:
+            try:
+                self.get_outbound(fid)
+            except PermanentError:
+                return  # gone: the lost reply was a success
+            self._call(self.settings.stock_app, "salesdelivery/delete", {"Id": fid}, write=True)
+
+    # --- inventory (即时库存) -------------------------------------------------------------------------
+    def iter_inventory(self) -> Iterator[InventoryRow]:
+        """Every row of ``ICInventory/List`` (all pages)."""
+        for row in self._pages(self.settings.stock_app, "ICInventory/List", {"Data": {}}):
+            yield InventoryRow.from_row(row)
+
+    # --- vouchers (凭证, APP007155) [L: body shape not evidenced] ------------------------------------
+    def _voucher_object(self, voucher: Voucher) -> dict[str, Any]:
+        if not voucher.reference:
+            raise DataValidationError(
+                f"KIS connection {self.settings.name!r}: a voucher needs a reference (its idempotency key)."
+            )
+        if not voucher.entries or not voucher.balanced:
+            raise DataValidationError(
+                f"KIS connection {self.settings.name!r}: voucher {voucher.reference!r} must have "
+                "entries whose debits equal credits."
+            )
+        return {
+            "Head": {
+                "FDate": voucher.date.isoformat(),
+                "FGroup": voucher.group,
+                "FExplanation": voucher.explanation,
+                "FReference": voucher.reference,
+            },
+            "Entry": [
+                {
+                    "FAccountNumber": e.account_number,
+                    "FDC": 1 if e.debit else 0,
+                    "FAmount": e.debit or e.credit,
+                    "FExplanation": e.explanation or voucher.explanation,
+                }
+                for e in voucher.entries
+            ],
+        }
+
+    def create_voucher(self, voucher: Voucher) -> CreatedBill:
+        """Post a voucher once, keyed by ``voucher.reference`` (looked up after an unknown outcome).
+
+        Unverified [L]: ``Voucher/Create`` is in the endpoint catalogue but its body is not; the shape here
+        (``Head.FReference`` as our key, ``Entry[].FAccountNumber/FDC/FAmount``) is what the sandbox takes.
+        """
+        body = {"Object": self._voucher_object(voucher)}
+
+        def attempt() -> CreatedBill:
+            try:
+                data = self._call(self.settings.voucher_app, "Voucher/Create", body, write=True)
+            except UnknownOutcomeError:
+                found = next(
+                    iter(self.list_vouchers(voucher.date, voucher.date, reference=voucher.reference)), None
+                )
+                if found is not None and found.fid is not None:
+                    return CreatedBill(found.fid, str(found.number or ""), False)
+                raise
+            return CreatedBill(int(data["FVoucherID"]), str(data.get("FNumber") or ""), True)
+
+        return self._retrying(unknown_outcome=True)(attempt)
+
+    def list_vouchers(
+        self,
+        date_from: dt.date | None = None,
+        date_to: dt.date | None = None,
+        *,
+        reference: str | None = None,
+    ) -> Iterator[Voucher]:
+        """Vouchers in a date range (each read with its entries), optionally only one reference."""
+        filters: dict[str, Any] = {}
+        if date_from:
+            filters["BeginDate"] = date_from.isoformat()
+        if date_to:
+            filters["EndDate"] = date_to.isoformat()
+        if reference:
+            filters["FReference"] = reference
+        extra = {self.quirks.list_filter_key: filters} if filters else {}
+        for row in self._pages(self.settings.voucher_app, "Voucher/List", extra):
+            if reference and str(row.get("FReference") or "") != reference:
+                continue
+            data = self._call(self.settings.voucher_app, "Voucher/GetDetail", {"Id": int(row["FVoucherID"])})
+            voucher = Voucher.from_detail(data or {})
+            if (date_from and voucher.date < date_from) or (date_to and voucher.date > date_to):
+                continue
+            yield voucher
+
+
+def _truthy(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, Decimal):
+        return value != 0
+    return bool(value)
