@@ -12,3 +12,4 @@ app = typer.Typer(help="Local ERP sandboxes (real HTTP on loopback, fault inject
 
 # Command modules (each does `from hub.cli.sandbox import app` and `@app.command(...)`):
 from hub.cli import sandbox_kis  # noqa: E402,F401
+from hub.cli import sandbox_k3cloud  # noqa: E402,F401
