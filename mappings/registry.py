@@ -64,26 +64,28 @@ def check_model_mappings(
     for stream, stream_model, ref, entity in stream_mappings(model):
         path = (*prefix, "streams", stream, "mapping")
         where = _where(locate, path, file)
+        position = locate(path)
+        here = {
+            "file": position.file if position else file,
+            "line": position.line if position else None,
+            "field": dotted(path),
+        }
         try:
             found = load_mapping(ref.name, ref.version, extra_dirs)
         except ConfigError as exc:
-            raise ConfigError(
-                f"{where}: {exc.message}", context={**exc.context, "field": dotted(path)}
-            ) from None
+            raise ConfigError(f"{where}: {exc.message}", context={**exc.context, **here}) from None
         mapping = found.mapping
         stream_direction = getattr(stream_model, "direction", mapping.direction)
         if mapping.direction != stream_direction or (entity and mapping.entity != entity):
             raise ConfigError(
                 f"{where}: mapping {mapping.key} is a {mapping.direction} mapping of {mapping.entity}, "
                 f"but stream {stream!r} is a {stream_direction} of {entity}; pick a mapping made for this stream.",
-                context={"field": dotted(path), "mapping": mapping.key},
+                context={**here, "mapping": mapping.key},
             )
         try:
             check_coverage(mapping, (values_in_use or {}).get(stream), where=found.where("tables"))
         except ConfigError as exc:
-            raise ConfigError(
-                f"{where}: {exc.message}", context={**exc.context, "field": dotted(path)}
-            ) from None
+            raise ConfigError(f"{where}: {exc.message}", context={**exc.context, **here}) from None
         loaded[stream] = found
     return loaded
 

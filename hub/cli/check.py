@@ -59,11 +59,30 @@ def classify(exc: BaseException) -> str:
     return "failed"
 
 
+def quick_retry(model: Any) -> Any:
+    """The model with at most 2 attempts and short waits, so a stopped system is reported in seconds."""
+    retry = model.retry.model_copy(
+        update={
+            "max_attempts": min(model.retry.max_attempts, 2),
+            "max_wait": min(model.retry.max_wait, 2.0),
+            "initial_wait": min(model.retry.initial_wait, 0.5),
+            "max_elapsed": min(model.retry.max_elapsed, 30.0),
+        }
+    )
+    return model.model_copy(update={"retry": retry})
+
+
 def check_connection(name: str, model: Any, where: str) -> dict[str, Any]:
     """Check one connection; never raises for a failing system, it reports it."""
     checker = CHECKERS.get(model.kind)
     if checker is None:
-        return {"connection": name, "kind": model.kind, "status": "skipped", "detail": "no check for this kind yet"}
+        return {
+            "connection": name,
+            "kind": model.kind,
+            "status": "skipped",
+            "detail": "no check for this kind yet",
+        }
+    model = quick_retry(model)
     try:
         details = checker(name, model, where)
     except Exception as exc:  # report every failure per connection, then go on
@@ -94,7 +113,9 @@ def _summary(detail: Any) -> str:
 
 
 def check(
-    config: Path = typer.Option(None, "--config", "-c", help="Project config (default: $HUB_CONFIG or ./hub.yaml)."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="Project config (default: $HUB_CONFIG or ./hub.yaml)."
+    ),
     connection: list[str] = typer.Option(None, "--connection", help="Check only these connections."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -120,7 +141,9 @@ def check(
                 results.append(check_connection(name, model, str(project.path)))
     code = exit_code(results)
     if as_json:
-        typer.echo(json.dumps({"ok": code == EXIT_OK, "connections": results}, ensure_ascii=False, default=str))
+        typer.echo(
+            json.dumps({"ok": code == EXIT_OK, "connections": results}, ensure_ascii=False, default=str)
+        )
         raise typer.Exit(code)
     table = Table(title=f"hub check ({project.path})")
     for column in ("connection", "kind", "status", "detail"):
@@ -128,6 +151,8 @@ def check(
     colours = {"ok": "green", "skipped": "yellow"}
     for r in results:
         colour = colours.get(r["status"], "red")
-        table.add_row(r["connection"], r["kind"], f"[{colour}]{r['status']}[/{colour}]", escape(_summary(r["detail"])))
+        table.add_row(
+            r["connection"], r["kind"], f"[{colour}]{r['status']}[/{colour}]", escape(_summary(r["detail"]))
+        )
     console.print(table)
     raise typer.Exit(code)

@@ -35,18 +35,26 @@ def _sheet_layout(template: str, connection: str | None, config: Path | None):  
     else:
         model = load_template(template).model
     if not isinstance(model, ExcelCustomersTemplate):
-        raise ConfigError(f"{connection or template}: is a {model.kind} template; use an excel_customers one.")
+        raise ConfigError(
+            f"{connection or template}: is a {model.kind} template; use an excel_customers one."
+        )
     return model.streams.customers
 
 
 @app.command("customers")
 def customers(
     file: Path = typer.Argument(..., help="The sheet: .xlsx or .csv", exists=False),
-    template: str = typer.Option("excel_customers", "--template", "-t", help="Template name or file (layout)."),
-    connection: str = typer.Option(None, "--connection", help="Use this excel_customers connection of hub.yaml."),
+    template: str = typer.Option(
+        "excel_customers", "--template", "-t", help="Template name or file (layout)."
+    ),
+    connection: str = typer.Option(
+        None, "--connection", help="Use this excel_customers connection of hub.yaml."
+    ),
     config: Path = typer.Option(None, "--config", "-c", help="Project config (with --connection)."),
     report: Path = typer.Option(None, "--report", "-r", help="Row-level report (CSV); default reports/…csv"),
-    database_url: str = typer.Option(None, "--database-url", help="Store URL (default: HUB_DATABASE_URL / SQLite)."),
+    database_url: str = typer.Option(
+        None, "--database-url", help="Store URL (default: HUB_DATABASE_URL / SQLite)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Create or merge customers (dedupe by credit code, then normalised name); refuse bad rows."""
@@ -104,7 +112,12 @@ def customers(
     if as_json:
         typer.echo(
             json.dumps(
-                {"file": str(file), "counts": counts, "report": result.report_path, "ignored": result.ignored_columns},
+                {
+                    "file": str(file),
+                    "counts": counts,
+                    "report": result.report_path,
+                    "ignored": result.ignored_columns,
+                },
                 ensure_ascii=False,
             )
         )

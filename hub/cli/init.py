@@ -68,7 +68,9 @@ def _appendable(existing: str, out: Path, name: str) -> None:
 
 
 def init(
-    template: str = typer.Option(..., "--template", "-t", help="Template to start from (see `hub templates list`)."),
+    template: str = typer.Option(
+        ..., "--template", "-t", help="Template to start from (see `hub templates list`)."
+    ),
     name: str = typer.Option(..., "--name", "-n", help="Connection name, e.g. erp."),
     out: Path = typer.Option(Path("hub.yaml"), "--out", "-o", help="Config file to write (or append to)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing file instead of appending."),

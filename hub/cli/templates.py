@@ -20,7 +20,7 @@ from hub.errors import ConfigError, HubError
 
 app = typer.Typer(help="Connector templates: list, show and validate.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def print_error(exc: HubError, *, as_json: bool = False) -> None:
@@ -117,7 +117,9 @@ def validate_one(path: Path) -> dict[str, Any]:
 
 @app.command("validate")
 def validate(
-    paths: list[Path] = typer.Argument(None, help="Template files or directories; default: every shipped template."),
+    paths: list[Path] = typer.Argument(
+        None, help="Template files or directories; default: every shipped template."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Validate templates: keys, types, secrets as ${ENV} references, cron, paths, columns and mappings."""

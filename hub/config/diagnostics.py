@@ -120,6 +120,10 @@ def config_error_from_validation(
     first: dict[str, Any] = {}
     for error in exc.errors(include_url=False):
         path = data_path(data, error["loc"])
+        problem = error.get("ctx", {}).get("error")
+        sub_path = getattr(problem, "path", None)
+        if isinstance(sub_path, tuple) and sub_path and path[-len(sub_path) :] != sub_path:
+            path = (*path, *sub_path)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             # The location is the tagged mapping itself; point at its discriminator key instead.
             path = (*path, str(error.get("ctx", {}).get("discriminator", "kind")).strip("'"))

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from connectors.kingdee.k3cloud.settings import K3CloudSettings
 
 
-def k3cloud_settings(name: str, template: KingdeeK3CloudTemplate, *, where: str = "hub.yaml") -> K3CloudSettings:
+def k3cloud_settings(
+    name: str, template: KingdeeK3CloudTemplate, *, where: str = "hub.yaml"
+) -> K3CloudSettings:
     """Build the connector settings, resolving every ``${ENV}`` secret (``ConfigError`` when unset)."""
     from connectors.kingdee.k3cloud.settings import K3CloudSettings
     from connectors.retry import RetryPolicy

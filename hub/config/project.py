@@ -195,10 +195,8 @@ def load_project(path: str | Path | None = None, *, check_env: bool = True) -> P
             chosen = own or inherited
             if chosen is not None and sub:
                 positions[(*prefix, *sub)] = chosen
-        merged_doc = YamlDocument(file=document.file, data=merged, positions={})
-        merged_doc.positions = {
-            p[len(prefix) :]: pos for p, pos in positions.items() if p[: len(prefix)] == prefix
-        }
+        # Positions are keyed by the full path (connections.<name>...); errors are reported with the prefix.
+        merged_doc = YamlDocument(file=document.file, data=merged, positions=positions)
         model = validate_template_data(merged, merged_doc, prefix=prefix)
         connections[str(name)] = model
         used[str(name)] = LoadedTemplate(

@@ -19,7 +19,9 @@ SCHEMA_ID = "https://erp-sync-hub.local/schemas/hub.schema.json"
 def _drop_required(node: Any) -> Any:
     if isinstance(node, dict):
         # anyOf instead of oneOf: a partial entry may match several kinds until `kind` is written.
-        return {("anyOf" if k == "oneOf" else k): _drop_required(v) for k, v in node.items() if k != "required"}
+        return {
+            ("anyOf" if k == "oneOf" else k): _drop_required(v) for k, v in node.items() if k != "required"
+        }
     if isinstance(node, list):
         return [_drop_required(v) for v in node]
     return node

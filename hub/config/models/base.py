@@ -78,12 +78,31 @@ class Cursor(Strict):
     )
 
 
-def check_columns(entity: str, columns: list[str] | set[str] | tuple[str, ...], what: str) -> None:
-    """Raise ``ValueError`` naming the first column not allowed for ``entity``."""
+class FieldProblem(ValueError):
+    """A ``ValueError`` that knows which sub-key it is about, so the error can point at that line.
+
+    Pydantic keeps the original exception in the error's ``ctx``; :mod:`hub.config.diagnostics` appends
+    ``path`` to the location of a model-level validator.
+    """
+
+    def __init__(self, message: str, path: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def check_columns(entity: str, columns: dict[str, str] | list[str] | tuple[str, ...], what: str) -> None:
+    """Raise :class:`FieldProblem` at the first column not allowed for ``entity``.
+
+    ``columns`` is either a header -> column mapping (the error points at the header's line) or a list.
+    """
     allowed = CANONICAL_COLUMNS[entity]
-    for column in columns:
+    items = columns.items() if isinstance(columns, dict) else [(None, c) for c in columns]
+    base = tuple(what.split("."))
+    for key, column in items:
         if column not in allowed:
-            raise ValueError(f"{what}: {unknown_column_message(entity, column)}")
+            raise FieldProblem(
+                unknown_column_message(entity, column), (*base, key) if key is not None else base
+            )
 
 
 def template_fields(pattern: str) -> list[str]:

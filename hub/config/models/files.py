@@ -91,7 +91,7 @@ class CsvDropStream(Strict):
 
     @model_validator(mode="after")
     def _known_columns(self) -> CsvDropStream:
-        check_columns(self.writes, list(self.columns.values()), "columns")
+        check_columns(self.writes, self.columns, "columns")
         missing = [c for c in REQUIRED_COLUMNS[self.writes] if c not in self.columns.values()]
         if missing:
             raise ValueError(f"columns must map a file header to {', '.join(missing)}")
@@ -171,7 +171,7 @@ class CustomerSheet(Strict):
 
     @model_validator(mode="after")
     def _known_columns(self) -> CustomerSheet:
-        check_columns("customer", list(self.columns.values()), "columns")
+        check_columns("customer", self.columns, "columns")
         if "name" not in self.columns.values():
             raise ValueError("columns must map a header to name (the customer's name)")
         return self

@@ -159,7 +159,9 @@ class K3CloudConnection(Strict):
     def _auth_fields(self) -> K3CloudConnection:
         if self.auth == "password" and self.password is None:
             raise ValueError("auth password needs password (an environment reference)")
-        if self.auth in ("app_secret", "sign", "signed_headers") and (self.app_id is None or self.app_secret is None):
+        if self.auth in ("app_secret", "sign", "signed_headers") and (
+            self.app_id is None or self.app_secret is None
+        ):
             raise ValueError(f"auth {self.auth} needs app_id and app_secret")
         return self
 

@@ -174,7 +174,7 @@ class RestStream(Strict):
 
     @model_validator(mode="after")
     def _known_columns(self) -> RestStream:
-        check_columns(self.writes, list(self.fields.values()), "fields")
+        check_columns(self.writes, self.fields, "fields")
         check_columns(self.writes, [self.primary_key], "primary_key")
         if self.cursor is not None:
             check_columns(self.writes, [self.cursor.field], "cursor.field")
