@@ -62,6 +62,7 @@ __all__ = [
     "compute_row_hashes",
     "frames_from_docs",
     "invoice_row_hash",
+    "line_amounts_fen",
     "load_invoices",
     "row_hash_of_invoice",
     "validate_frames",
@@ -516,8 +517,11 @@ class InvoiceBatchRefused(DomainError):
         super().__init__(message, context={"invoices": numbers, "problems": len(self.problems)})
 
 
-def _line_amounts_vec(q: np.ndarray, p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised :func:`_line_amounts`; rows whose product could overflow int64 use Python ints."""
+def line_amounts_fen(q: np.ndarray, p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Net and tax (fen) per line from scaled quantity, unit price and rate, half up to the cent.
+
+    Vectorised; rows whose product could overflow int64 are computed with Python integers.
+    """
     big = (np.abs(q).astype(np.float64) * np.abs(p).astype(np.float64)) > 4e18
     qs, ps = np.where(big, 0, q), np.where(big, 0, p)
     prod = qs * ps
@@ -593,7 +597,7 @@ def _validate(prep: _Prepared) -> list[InvoiceProblem]:
                 numbers[pos[i]], "negative_price", f"line {li['line_no'][i]}: unit price is negative"
             )
         )
-    net, tax = _line_amounts_vec(li["quantity_e4"], li["unit_price_e4"], li["tax_rate_e4"])
+    net, tax = line_amounts_fen(li["quantity_e4"], li["unit_price_e4"], li["tax_rate_e4"])
     for col, expected in (("net_amount_fen", net), ("tax_amount_fen", tax)):
         for i in np.flatnonzero(li[col] != expected):
             given = "missing" if li[col][i] == -(2**62) else _fixed(int(li[col][i]), 2)

@@ -1,0 +1,1 @@
+"""Demo data for the hub: a deterministic hardware-parts maker (generator) and its loader."""
