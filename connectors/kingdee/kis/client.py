@@ -317,13 +317,18 @@ class KisClient:
             entries.append(entry)
         return {"Head": head, "Entry": entries}
 
-    def create_outbound(self, bill: OutboundBill) -> CreatedBill:
+    def create_outbound(self, bill: OutboundBill, *, check_first: bool = False) -> CreatedBill:
         """Create a sales outbound exactly once, keyed by ``bill.bill_no``.
 
         A lost reply or timeout after sending (:class:`UnknownOutcomeError`) is followed by a lookup by
         ``FBillNo``: the bill found is returned (``created=False``), otherwise it is sent again. A refusal
         (duplicate ``FBillNo`` or otherwise) also looks the number up: an existing bill with the same
         customer and lines is returned; one with different content is a :class:`PermanentError`.
+
+        ``check_first`` looks the number up before the first send too. Whether the real gateway refuses a
+        reused ``FBillNo`` is unknown (ERP-APIS §6 item 3), so a caller re-sending a record whose earlier
+        attempt may have landed (a crash between the ERP's answer and the outbox update) should set it;
+        the normal path does not, to keep one ERP call per record.
         """
         if not bill.bill_no.strip():
             raise DataValidationError(
@@ -332,6 +337,10 @@ class KisClient:
             )
         obj = self._outbound_object(bill)
         body = {"Object": obj}
+        if check_first:
+            existing = self._existing(bill.bill_no, obj)
+            if existing is not None:
+                return existing
 
         def attempt() -> CreatedBill:
             try:

@@ -41,6 +41,7 @@ E_BUSINESS = 10201
 TIMESTAMP_WINDOW = 300.0  # seconds either side, "valid 5 min" (ERP-APIS §1)
 BUSINESS = re.compile(r"^/koas/(app\d+)/api/([a-z]+)/([a-z]+)$", re.IGNORECASE)
 WRITE_OPS = {"create", "update", "delete"}
+CORE_STATS = ("calls", "throttled", "early_after_429", "dropped", "5xx", "lost_replies")
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Gateway:
         self.state = state
         self.faults = faults
         self.creds = credentials
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter(dict.fromkeys(CORE_STATS, 0))
         self._lock = threading.Lock()
         self._tokens: dict[str, TokenRecord] = {}
         self._not_before: dict[str, float] = {}
@@ -207,6 +208,7 @@ class Gateway:
             if wait is not None:
                 self._count("throttled")
                 if cfg.throttle_mode == "errcode":
+                    self._count(f"errcode:{E_THROTTLED}")
                     return envelope(None, E_THROTTLED, "请求过于频繁，请稍后再试")
                 header = retry_after_header(wait)
                 self._not_before[client] = now + float(header)
@@ -595,7 +597,7 @@ class Gateway:
                     if body.get("seed_defaults", True):
                         self.state.seed(DEFAULT_SEED)
                     with self._lock:
-                        self.stats.clear()
+                        self.stats = Counter(dict.fromkeys(CORE_STATS, 0))
                     return _json({"reset": True})
                 if sub == "revoke_tokens":
                     return _json({"revoked": self.revoke_all(body.get("kind"))})
