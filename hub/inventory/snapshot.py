@@ -1,0 +1,252 @@
+"""Take one inventory snapshot into the store: validate, then load it or refuse it whole.
+
+:func:`ingest_snapshot` is the one entry point for a parsed snapshot, whatever its source (KIS API,
+SFTP CSV drop). In one transaction it either
+
+- loads the accepted rows (bulk), puts the snapshot in force, supersedes the previous one, records the
+  held-back rows in the quarantine with their line numbers, and registers the file as processed; or
+- records the snapshot as ``refused`` with the reason (and the quarantine rows, so ops can see why),
+  leaves the previous snapshot in force, and registers the file as processed-and-refused.
+
+The caller alerts ops when :attr:`SnapshotOutcome.refused` is set. :func:`refuse_snapshot` records a
+snapshot refused before it could be parsed (file cut off, schema drift, wrong encoding).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_core.models import Product, Warehouse
+from crm_core.types import now_utc
+from hub.inventory import load as store
+from hub.inventory.diff import SnapshotDiff, diff_snapshots
+from hub.inventory.validate import SnapshotPolicy, ValidatedSnapshot, refusal_reason, validate_snapshot
+
+log = logging.getLogger(__name__)
+
+Status = Literal["in_force", "refused"]
+
+
+@dataclass(frozen=True)
+class SnapshotOutcome:
+    """The result of taking one snapshot: what was loaded or why it was refused."""
+
+    source: str
+    origin: str
+    status: Status
+    snapshot_id: int
+    previous_id: int | None
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    refused_reason: str | None
+    diff: SnapshotDiff | None
+    seconds: float
+
+    @property
+    def refused(self) -> bool:
+        """True when the snapshot was refused whole (the previous one stays in force): alert ops."""
+        return self.status == "refused"
+
+
+def quarantine_stream(source: str) -> str:
+    """The quarantine stream name of a source's inventory rows."""
+    return f"{source}.inventory"
+
+
+def known_codes(engine: sa.Engine) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """Material and warehouse codes the catalog knows (ERP numbers), or None where it has none yet.
+
+    Materials are products' ``erp_material_code``; warehouses are ``erp_stock_code`` and ``code`` (a
+    file may use either). An empty catalog checks nothing rather than refusing every row of a new hub.
+    """
+    products = Product.__table__
+    warehouses = Warehouse.__table__
+    with engine.connect() as conn:
+        materials = frozenset(
+            conn.execute(
+                sa.select(products.c.erp_material_code).where(products.c.erp_material_code.is_not(None))
+            )
+            .scalars()
+            .all()
+        )
+        stocks: set[str] = set()
+        for code, erp_code in conn.execute(sa.select(warehouses.c.code, warehouses.c.erp_stock_code)):
+            stocks.add(code)
+            if erp_code:
+                stocks.add(erp_code)
+    return (materials or None), (frozenset(stocks) or None)
+
+
+def ingest_snapshot(
+    engine: sa.Engine,
+    *,
+    source: str,
+    frame: pd.DataFrame,
+    origin: str,
+    policy: SnapshotPolicy | None = None,
+    taken_at: datetime | None = None,
+    checksum: str | None = None,
+    parse_problems: Sequence[Any] = (),
+    rows_read: int | None = None,
+    expected_rows: int | None = None,
+    known_materials: Iterable[str] | None = None,
+    known_warehouses: Iterable[str] | None = None,
+    file: store.FileIdentity | None = None,
+    diff_limit: int = 100,
+) -> SnapshotOutcome:
+    """Validate a snapshot frame (:mod:`hub.inventory.columns`) and load it or refuse it, atomically.
+
+    Args:
+        source: connection name; one snapshot per source is in force.
+        frame: normalised snapshot rows with ``source_line``.
+        origin: how messages and quarantine rows name the data (server path or API endpoint).
+        policy: refusal thresholds (:class:`SnapshotPolicy`).
+        parse_problems, rows_read, expected_rows: what the reader reported (see validate_snapshot).
+        known_materials, known_warehouses: codes to accept (None: not checked).
+        file: registers the file in ``processed_files`` in the same transaction.
+        diff_limit: rows of each kind listed in the diff against the previous snapshot (0: counts only).
+    """
+    started = time.perf_counter()
+    policy = policy or SnapshotPolicy()
+    checked = validate_snapshot(
+        frame,
+        known_materials=known_materials,
+        known_warehouses=known_warehouses,
+        parse_problems=parse_problems,
+        rows_read=rows_read,
+        expected_rows=expected_rows,
+    )
+    taken = taken_at or now_utc()
+    with engine.begin() as conn:
+        store.lock_source(conn, source)
+        previous = store.in_force(conn, source)
+        reason = refusal_reason(
+            checked, previous_rows=previous.rows_read if previous else None, policy=policy, origin=origin
+        )
+        if reason is not None:
+            snapshot_id = _write_refused(conn, source, origin, reason, taken, checksum, checked, file)
+            outcome = SnapshotOutcome(
+                source, origin, "refused", snapshot_id, previous.snapshot_id if previous else None,
+                checked.rows_read, 0, checked.rejected_count, reason, None, 0.0,
+            )  # fmt: skip
+        else:
+            snapshot_id = store.insert_snapshot(
+                conn,
+                source=source,
+                taken_at=taken,
+                status="loading",
+                rejected_count=checked.rejected_count,
+                origin=origin,
+                checksum=checksum,
+            )
+            loaded = store.copy_positions(conn, snapshot_id, checked.accepted)
+            store.write_quarantine(
+                conn,
+                stream=quarantine_stream(source),
+                origin=origin,
+                snapshot_id=snapshot_id,
+                rejects=checked.rejects,
+            )
+            old = store.activate_snapshot(conn, source=source, snapshot_id=snapshot_id, row_count=loaded)
+            if file is not None:
+                store.record_processed_file(
+                    conn, source=source, file=file, status="loaded", snapshot_id=snapshot_id
+                )
+            outcome = SnapshotOutcome(
+                source, origin, "in_force", snapshot_id, old, checked.rows_read, loaded,
+                checked.rejected_count, None, None, 0.0,
+            )  # fmt: skip
+    diff = None
+    if outcome.status == "in_force" and outcome.previous_id is not None:
+        diff = diff_snapshots(engine, outcome.previous_id, outcome.snapshot_id, limit=diff_limit)
+    seconds = time.perf_counter() - started
+    _log(outcome, diff)
+    return replace(outcome, diff=diff, seconds=seconds)
+
+
+def _write_refused(
+    conn: sa.Connection,
+    source: str,
+    origin: str,
+    reason: str,
+    taken_at: datetime,
+    checksum: str | None,
+    checked: ValidatedSnapshot | None,
+    file: store.FileIdentity | None,
+) -> int:
+    snapshot_id = store.insert_snapshot(
+        conn,
+        source=source,
+        taken_at=taken_at,
+        status="refused",
+        row_count=0,
+        rejected_count=checked.rejected_count if checked else 0,
+        origin=origin,
+        checksum=checksum,
+        refused_reason=reason,
+    )
+    if checked is not None:
+        store.write_quarantine(
+            conn,
+            stream=quarantine_stream(source),
+            origin=origin,
+            snapshot_id=snapshot_id,
+            rejects=checked.rejects,
+        )
+    if file is not None:
+        store.record_processed_file(conn, source=source, file=file, status="refused", snapshot_id=snapshot_id)
+    return snapshot_id
+
+
+def refuse_snapshot(
+    engine: sa.Engine,
+    *,
+    source: str,
+    origin: str,
+    reason: str,
+    taken_at: datetime | None = None,
+    checksum: str | None = None,
+    file: store.FileIdentity | None = None,
+) -> SnapshotOutcome:
+    """Record a snapshot refused before its rows could be read (the previous one stays in force)."""
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        store.lock_source(conn, source)
+        previous = store.in_force(conn, source)
+        snapshot_id = _write_refused(
+            conn, source, origin, reason, taken_at or now_utc(), checksum, None, file
+        )
+    outcome = SnapshotOutcome(
+        source, origin, "refused", snapshot_id, previous.snapshot_id if previous else None,
+        0, 0, 0, reason, None, time.perf_counter() - started,
+    )  # fmt: skip
+    _log(outcome, None)
+    return outcome
+
+
+def _log(outcome: SnapshotOutcome, diff: SnapshotDiff | None) -> None:
+    if outcome.refused:
+        log.error("inventory snapshot %s refused: %s", outcome.snapshot_id, outcome.refused_reason)
+        return
+    log.info(
+        "inventory snapshot %s of %s in force: %d rows loaded, %d rejected%s",
+        outcome.snapshot_id,
+        outcome.source,
+        outcome.rows_loaded,
+        outcome.rows_rejected,
+        (
+            f"; vs snapshot {diff.old_snapshot_id}: {diff.disappeared_count} disappeared, "
+            f"{diff.appeared_count} appeared, {diff.changed_count} changed"
+            if diff
+            else ""
+        ),
+    )

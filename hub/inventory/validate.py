@@ -1,0 +1,260 @@
+"""Validation of an inventory snapshot: bad rows are held back, a bad snapshot is refused whole.
+
+Row rules (Great Expectations through :func:`hub.quality.validate_frame`, one rule per column):
+
+- ``on_hand`` and ``reserved`` are >= 0;
+- ``material_code`` is a known material and ``warehouse_code`` a known warehouse (when the sets are
+  given; a store without a catalog yet checks neither);
+- material, warehouse and quantities are present and numeric (``values_present``), and the codes fit
+  the store's columns (``codes_fit``);
+- no (material, warehouse, lot) appears twice (``position_unique``). Every copy is held back: the hub
+  cannot tell which one the ERP meant, and a missing position only makes promises more careful.
+
+Rows the reader could not parse (:class:`connectors.filedrop.RowProblem`) join the rejects with
+their line numbers, so ``rows_read == accepted + rejected`` always holds.
+
+Snapshot rules (:func:`refusal_reason`): the snapshot is refused whole when it is empty or holds fewer
+rows than its manifest promised (truncated), when its row count fell by more than
+``SnapshotPolicy.max_shrink`` against the previous in-force snapshot of the same source, or when the
+rejected share exceeds ``SnapshotPolicy.max_reject_share`` (default 1%, PERF-RELIABILITY B.4 #12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence, Set
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hub.errors import ConfigError
+from hub.inventory import columns as c
+from hub.quality import Rule, validate_frame
+
+SUITE = "inventory_snapshot"
+_PRESENT = "values_present"
+_UNIQUE = "position_unique"
+_FITS = "codes_fit"
+# Column widths of inventory_positions: a longer code would fail the bulk load of the whole snapshot.
+CODE_WIDTHS = {c.MATERIAL: 64, c.WAREHOUSE: 32, c.LOT: 64}
+
+
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    """When a snapshot is refused whole.
+
+    Attributes:
+        max_shrink: refuse when the row count fell by more than this share against the previous
+            in-force snapshot of the same source (0.5 = refuse a snapshot with under half the rows).
+        max_reject_share: refuse when more than this share of the rows read were rejected.
+        min_rows: refuse a snapshot with fewer rows than this (an empty export is a failed export).
+    """
+
+    max_shrink: float = 0.5
+    max_reject_share: float = 0.01
+    min_rows: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_shrink", "max_reject_share"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(
+                    f"inventory snapshot policy: {name}={value} must be a share between 0 and 1."
+                )
+        if self.min_rows < 0:
+            raise ConfigError(f"inventory snapshot policy: min_rows={self.min_rows} must be >= 0.")
+
+
+@dataclass(frozen=True)
+class RowReject:
+    """One row held back: its line in the source and its reasons (rule, column, reason, value)."""
+
+    line: int
+    reasons: tuple[dict[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ValidatedSnapshot:
+    """The rows to load and the rows held back. ``rows_read`` counts both (plus unparsed rows)."""
+
+    accepted: pd.DataFrame
+    rejects: tuple[RowReject, ...]
+    rows_read: int
+    expected_rows: int | None = None
+
+    @property
+    def rejected_count(self) -> int:
+        """Rows held back (each counted once, whatever the number of its reasons)."""
+        return len(self.rejects)
+
+    @property
+    def reject_share(self) -> float:
+        """Rejected rows as a share of the rows read (0 for an empty snapshot)."""
+        return self.rejected_count / self.rows_read if self.rows_read else 0.0
+
+
+@dataclass(frozen=True)
+class ParseProblem:
+    """A row the reader could not turn into values (the shape of ``connectors.filedrop.RowProblem``)."""
+
+    line: int
+    column: str | None
+    value: str | None
+    reason: str
+
+
+def _rules(known_materials: Set[str] | None, known_warehouses: Set[str] | None) -> list[Rule]:
+    rules = [
+        Rule("between", c.ON_HAND, "on_hand is negative", {"min": 0}),
+        Rule("between", c.RESERVED, "reserved is negative", {"min": 0}),
+        Rule("true", _PRESENT, "a required value is missing or not a number"),
+        Rule("true", _FITS, f"a code is longer than the store allows {CODE_WIDTHS}"),
+        Rule(
+            "true",
+            _UNIQUE,
+            "the same (material, warehouse, lot) appears more than once; every copy held back",
+        ),
+    ]
+    if known_materials is not None:
+        rules.append(
+            Rule(
+                "in_set",
+                c.MATERIAL,
+                "unknown material (not in the product catalog)",
+                {"values": known_materials},
+            )
+        )
+    if known_warehouses is not None:
+        rules.append(Rule("in_set", c.WAREHOUSE, "unknown warehouse", {"values": known_warehouses}))
+    return rules
+
+
+def _missing_details(frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:
+    """For each line, the names of its missing values (only failing rows are looked at)."""
+    rows = frame.loc[frame[c.SOURCE_LINE].isin(lines)]
+    out: dict[int, str] = {}
+    for record in rows.itertuples(index=False):
+        values = record._asdict()
+        missing = [
+            name
+            for name in (c.MATERIAL, c.WAREHOUSE, c.ON_HAND, c.RESERVED)
+            if pd.isna(values[name]) or values[name] == ""
+        ]
+        out[int(values[c.SOURCE_LINE])] = ", ".join(missing)
+    return out
+
+
+def validate_snapshot(
+    frame: pd.DataFrame,
+    *,
+    known_materials: Iterable[str] | None = None,
+    known_warehouses: Iterable[str] | None = None,
+    parse_problems: Sequence[Any] = (),
+    rows_read: int | None = None,
+    expected_rows: int | None = None,
+) -> ValidatedSnapshot:
+    """Check every row of a snapshot frame (see :mod:`hub.inventory.columns`).
+
+    Args:
+        frame: the parsed rows, already normalised (:func:`~hub.inventory.columns.normalize_snapshot_frame`).
+        known_materials, known_warehouses: the codes the store knows; ``None`` skips that check.
+        parse_problems: rows the reader already rejected (objects with ``line``, ``column``, ``value``,
+            ``reason``, e.g. :class:`connectors.filedrop.RowProblem`); they count as rejected.
+        rows_read: data rows in the source; defaults to ``len(frame)`` + the distinct problem lines.
+        expected_rows: rows the source promised (manifest / trailer), kept for :func:`refusal_reason`.
+    """
+    materials = None if known_materials is None else frozenset(known_materials)
+    warehouses = None if known_warehouses is None else frozenset(known_warehouses)
+    check = frame.copy()
+    present = (
+        check[c.MATERIAL].notna().to_numpy()
+        & (check[c.MATERIAL].fillna("") != "").to_numpy()
+        & check[c.WAREHOUSE].notna().to_numpy()
+        & (check[c.WAREHOUSE].fillna("") != "").to_numpy()
+        & check[c.ON_HAND].notna().to_numpy()
+        & check[c.RESERVED].notna().to_numpy()
+    )
+    check[_PRESENT] = present
+    fits = np.ones(len(check), dtype=bool)
+    for name, width in CODE_WIDTHS.items():
+        fits &= (check[name].fillna("").str.len() <= width).to_numpy(dtype=bool)
+    check[_FITS] = fits
+    # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
+    check[_UNIQUE] = ~check.duplicated(list(c.POSITION_KEY), keep=False).to_numpy() | ~present
+    for name in (c.MATERIAL, c.WAREHOUSE):
+        # Missing codes are reported by values_present; "" keeps them out of the set rule's null skip.
+        check[name] = check[name].fillna("")
+    outcome = validate_frame(check, _rules(materials, warehouses), id_column=c.SOURCE_LINE, suite=SUITE)
+
+    absent = [int(line) for line, fs in outcome.failures.items() if any(f["column"] == _PRESENT for f in fs)]
+    details = _missing_details(frame, absent) if absent else {}
+    reasons: dict[int, list[dict[str, str]]] = {}
+    for line, failures in outcome.failures.items():
+        items = []
+        for failure in failures:
+            item = dict(failure)
+            if item["column"] == _PRESENT:
+                item["value"] = details.get(int(line), "")
+                item["reason"] = f"missing or not a number: {item['value']}"
+            items.append(item)
+        reasons[int(line)] = items
+    for problem in parse_problems:
+        reasons.setdefault(int(problem.line), []).append(
+            {
+                "rule": "parse",
+                "column": str(problem.column or ""),
+                "reason": str(problem.reason),
+                "value": "" if problem.value is None else str(problem.value),
+            }
+        )
+    bad_lines = np.fromiter(outcome.failures.keys(), dtype=np.int64, count=len(outcome.failures))
+    accepted = frame.loc[~frame[c.SOURCE_LINE].isin(bad_lines)].reset_index(drop=True)
+    rejects = tuple(RowReject(line, tuple(reasons[line])) for line in sorted(reasons))
+    if rows_read is None:
+        rows_read = len(frame) + len({int(p.line) for p in parse_problems})
+    return ValidatedSnapshot(accepted, rejects, rows_read, expected_rows)
+
+
+def refusal_reason(
+    snapshot: ValidatedSnapshot, *, previous_rows: int | None, policy: SnapshotPolicy, origin: str
+) -> str | None:
+    """Why ``snapshot`` must be refused whole, or None when it may be loaded.
+
+    ``previous_rows`` is the row count (loaded + rejected) of the source's in-force snapshot, if any.
+    """
+    read = snapshot.rows_read
+    if snapshot.expected_rows is not None and read < snapshot.expected_rows:
+        return (
+            f"{origin}: truncated: {read} rows read but the source promised {snapshot.expected_rows}. "
+            "Ask the ERP side to re-export; the previous snapshot stays in force."
+        )
+    if read < policy.min_rows:
+        return (
+            f"{origin}: truncated or empty: {read} rows read (at least {policy.min_rows} expected); an empty "
+            "export is treated as a failed one. The previous snapshot stays in force."
+        )
+    if previous_rows and read < previous_rows * (1 - policy.max_shrink):
+        fell = 1 - read / previous_rows
+        return (
+            f"{origin}: the snapshot shrank from {previous_rows} to {read} rows ({fell:.0%} fewer; "
+            f"the limit is {policy.max_shrink:.0%}). Check the ERP export; if the drop is real, raise "
+            "max_shrink for one run. The previous snapshot stays in force."
+        )
+    if snapshot.reject_share > policy.max_reject_share:
+        return (
+            f"{origin}: {snapshot.rejected_count} of {read} rows rejected ({snapshot.reject_share:.2%}; "
+            f"the limit is {policy.max_reject_share:.2%}). See the quarantine for each row's reason; the "
+            "previous snapshot stays in force."
+        )
+    return None
+
+
+__all__ = [
+    "ParseProblem",
+    "RowReject",
+    "SnapshotPolicy",
+    "ValidatedSnapshot",
+    "refusal_reason",
+    "validate_snapshot",
+]
