@@ -1,0 +1,395 @@
+"""The nightly push of invoiced states: outbox -> queue -> validate -> ERP, every document exactly once.
+
+Per run: take the outbox events since the last run into the queue (coalesced per invoice); validate
+every due invoice before anything leaves (quarantine failures; block the whole run when the failing
+share passes the threshold); then push in batches. Before a batch's ERP calls its items are marked
+``in_flight`` and committed; the binding and the ``done`` mark are committed together after the calls.
+A run that dies in between leaves ``in_flight`` items, whose bills the next run looks up by their
+deterministic number before sending anything: never a second bill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from crm_core.db import session_scope
+from crm_core.documents import InvoiceDocument, load_documents
+from crm_core.models import DeliveryQueueItem, ExternalBinding, QuarantinedRecord
+from crm_core.types import SHANGHAI, now_utc
+from hub.errors import AuthError, DataValidationError, InfrastructureError, PermanentError, TransientError
+from hub.push.lock import connection_lock
+from hub.push.queue import (
+    RetryPattern,
+    dead_letter,
+    due_item_ids,
+    enqueue_from_outbox,
+    mark_in_flight,
+    schedule_retry,
+)
+from hub.push.sink import OutboundSink
+from hub.push.validation import validate_invoices
+from mappings.kis_outbound import OutboundMapping, payload_hash, to_outbound
+
+PUSHABLE = ("issued", "red_letter")
+AUDITED_NEEDS_RED_LETTER = "already audited in the ERP: needs a red-letter document"
+
+
+@dataclass
+class PushResult:
+    system: str
+    enqueued: int = 0
+    pushed: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    retry_scheduled: int = 0
+    dead_lettered: int = 0
+    blocked: bool = False
+    failing_share: float = 0.0
+    pushed_amount: Decimal = Decimal("0.00")
+    quarantined_amount: Decimal = Decimal("0.00")
+    erp_writes: int = 0
+    plan: list[dict[str, str]] = field(default_factory=list)  # dry run: what would happen
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items() if k != "plan"}
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    mapping: OutboundMapping = OutboundMapping()
+    retry: RetryPattern = RetryPattern()
+    batch_size: int = 200
+    block_threshold: float = 0.2
+
+
+def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _today() -> date:
+    return now_utc().astimezone(SHANGHAI).date()
+
+
+def run_push(
+    engine: sa.Engine,
+    sink: OutboundSink,
+    settings: PushSettings = PushSettings(),
+    *,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> PushResult:
+    """Prepare (enqueue + validate) then execute; see the module docstring for the guarantees."""
+    result = prepare_push(engine, sink, settings, dry_run=dry_run)
+    if not (dry_run or result.blocked):
+        execute_push(engine, sink, settings, result, progress=progress)
+    return result
+
+
+def prepare_push(
+    engine: sa.Engine, sink: OutboundSink, settings: PushSettings = PushSettings(), *, dry_run: bool = False
+) -> PushResult:
+    """Take new outbox events into the queue and validate every due invoice before anything leaves.
+
+    Invalid invoices are quarantined with their reasons; when their share passes the threshold the
+    result is ``blocked`` and nothing is quarantined or sent (the batch is mostly bad: stop and look).
+    A dry run classifies what would happen and rolls everything back.
+    """
+    result = PushResult(system=sink.system)
+    with connection_lock(engine, f"push:{sink.system}"):
+        with session_scope(engine) as session:
+            result.enqueued = enqueue_from_outbox(session, sink.system)
+            due = due_item_ids(session, sink.system, now_utc())
+            if dry_run:  # classify, then roll back: the outbox and queue stay exactly as they were
+                _plan(session, due, sink, settings, result)
+                session.rollback()
+                return result
+        if due:  # nothing due: no ERP call at all
+            _validate(engine, due, sink, settings, sink.known_material_codes(), result)
+    return result
+
+
+def execute_push(
+    engine: sa.Engine,
+    sink: OutboundSink,
+    settings: PushSettings,
+    result: PushResult,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> PushResult:
+    """Send every due, validated invoice in batches (quarantined ones are no longer due)."""
+    with connection_lock(engine, f"push:{sink.system}"):
+        with session_scope(engine) as session:
+            ready = due_item_ids(session, sink.system, now_utc())
+        done = 0
+        for batch in _batches(ready, settings.batch_size):
+            _push_batch(engine, batch, sink, settings, result)
+            done += len(batch)
+            if progress:
+                progress(done, len(ready))
+    return result
+
+
+def _items(session: Session, item_ids: list[int]) -> list[DeliveryQueueItem]:
+    return list(session.scalars(sa.select(DeliveryQueueItem).where(DeliveryQueueItem.id.in_(item_ids))))
+
+
+def _validate(
+    engine: sa.Engine,
+    due: list[int],
+    sink: OutboundSink,
+    settings: PushSettings,
+    known: set[str],
+    result: PushResult,
+) -> None:
+    """Quarantine invalid invoices, or mark the run blocked when too many fail."""
+    failures: dict[int, tuple[InvoiceDocument, list[dict[str, str]]]] = {}
+    stream = f"{sink.system}.invoiced_states"
+    with session_scope(engine) as session:
+        for batch in _batches(due, 2000):
+            items = {i.canonical_id: i for i in _items(session, batch)}
+            docs = load_documents(session, items)
+            pushable = [d for d in docs.values() if d.status in PUSHABLE]
+            outcome = validate_invoices(pushable, known_materials=known, today=_today())
+            for doc_id, reasons in outcome.failures.items():
+                failures[items[doc_id].id] = (docs[doc_id], reasons)
+    result.failing_share = len(failures) / len(due)
+    if result.failing_share > settings.block_threshold:
+        result.blocked = True
+        return
+    with session_scope(engine) as session:
+        for item in _items(session, list(failures)):
+            doc, reasons = failures[item.id]
+            _quarantine(session, item, stream, doc, reasons, result)
+
+
+def _quarantine(
+    session: Session,
+    item: DeliveryQueueItem,
+    stream: str,
+    doc: InvoiceDocument,
+    reasons: list[dict[str, str]],
+    result: PushResult,
+) -> None:
+    item.state = "quarantined"
+    item.last_error = "; ".join(r["reason"] for r in reasons)
+    session.add(QuarantinedRecord(stream=stream, canonical_id=doc.id, source_ref=doc.number, reasons=reasons))
+    result.quarantined += 1
+    result.quarantined_amount += doc.total_gross
+
+
+def _push_batch(
+    engine: sa.Engine, batch: list[int], sink: OutboundSink, settings: PushSettings, result: PushResult
+) -> None:
+    with session_scope(engine) as session:
+        items = _items(session, batch)
+        was_in_flight = {i.id for i in items if i.state == "in_flight" or i.attempts > 0}
+        mark_in_flight(session, batch)
+    with session_scope(engine) as session:
+        items = _items(session, batch)
+        docs = load_documents(session, [i.canonical_id for i in items])
+        bindings = {
+            b.canonical_id: b
+            for b in session.scalars(
+                sa.select(ExternalBinding).where(
+                    ExternalBinding.system == sink.system,
+                    ExternalBinding.kind == "outbound",
+                    ExternalBinding.canonical_id.in_(list(docs)),
+                )
+            )
+        }
+        for item in items:
+            doc = docs.get(item.canonical_id)
+            if doc is None or doc.status not in PUSHABLE:
+                item.state = "done"  # nothing to send (deleted, or back to draft)
+                continue
+            try:
+                _push_one(
+                    session,
+                    item,
+                    doc,
+                    bindings.get(doc.id),
+                    sink,
+                    settings,
+                    result,
+                    lookup_first=item.id in was_in_flight,
+                )
+            except (AuthError, InfrastructureError):
+                raise  # the whole run is broken; in_flight items are looked up next time
+            except DataValidationError as exc:
+                _quarantine(
+                    session,
+                    item,
+                    f"{sink.system}.invoiced_states",
+                    doc,
+                    [{"rule": "mapping", "column": "", "reason": str(exc), "value": ""}],
+                    result,
+                )
+            except TransientError as exc:
+                if schedule_retry(item, exc, settings.retry, now_utc()):
+                    result.retry_scheduled += 1
+                else:
+                    dead_letter(session, item, exc, {"invoice": doc.number})
+                    result.dead_lettered += 1
+            except PermanentError as exc:
+                dead_letter(session, item, exc, {"invoice": doc.number})
+                result.dead_lettered += 1
+
+
+def _push_one(
+    session: Session,
+    item: DeliveryQueueItem,
+    doc: InvoiceDocument,
+    binding: ExternalBinding | None,
+    sink: OutboundSink,
+    settings: PushSettings,
+    result: PushResult,
+    *,
+    lookup_first: bool,
+) -> None:
+    bill = to_outbound(doc, settings.mapping)
+    digest = payload_hash(bill, settings.mapping.version)
+    if binding is not None and binding.payload_hash == digest:
+        item.state, item.payload_hash = "done", digest
+        result.unchanged += 1
+        return
+    if binding is None and lookup_first:
+        found = sink.find(bill.bill_no, compare_with=bill)  # an earlier run may have sent it before dying
+        if found is not None:
+            binding = _bind(
+                session,
+                sink.system,
+                doc,
+                found.external_id,
+                bill.bill_no,
+                digest if found.same_content else None,
+                settings,
+            )
+            if found.same_content:
+                item.state, item.payload_hash = "done", digest
+                result.pushed += 1  # completed now: the bill was already there, nothing re-sent
+                result.pushed_amount += doc.total_gross
+                return
+    if binding is not None and binding.payload_hash != digest:
+        found = sink.find(bill.bill_no)
+        if found is not None and found.audited:
+            _quarantine(
+                session,
+                item,
+                f"{sink.system}.invoiced_states",
+                doc,
+                [
+                    {
+                        "rule": "erp_state",
+                        "column": "",
+                        "value": found.bill_no,
+                        "reason": f"{AUDITED_NEEDS_RED_LETTER} (bill {found.bill_no})",
+                    }
+                ],
+                result,
+            )
+            return
+        if found is not None:
+            sink.update(found.external_id, bill)
+            result.erp_writes += 1
+            binding.payload_hash, binding.mapping_version, binding.synced_at = (
+                digest,
+                settings.mapping.version,
+                now_utc(),
+            )
+            item.state, item.payload_hash = "done", digest
+            result.updated += 1
+            result.pushed_amount += doc.total_gross
+            return
+        # Bound but gone from the ERP (deleted behind our back): send it again under the same number.
+        session.delete(binding)
+        session.flush()
+    sink.ensure_customer(doc.customer_code, doc.customer_name)
+    external_id, _created = sink.create(bill)
+    result.erp_writes += 1
+    _bind(session, sink.system, doc, external_id, bill.bill_no, digest, settings)
+    item.state, item.payload_hash = "done", digest
+    result.pushed += 1
+    result.pushed_amount += doc.total_gross
+
+
+def _bind(
+    session: Session,
+    system: str,
+    doc: InvoiceDocument,
+    external_id: str,
+    bill_no: str,
+    digest: str | None,
+    settings: PushSettings,
+) -> ExternalBinding:
+    binding = ExternalBinding(
+        system=system,
+        kind="outbound",
+        canonical_id=doc.id,
+        external_id=external_id,
+        external_bill_no=bill_no,
+        payload_hash=digest,
+        mapping_version=settings.mapping.version,
+    )
+    session.add(binding)
+    session.flush()
+    return binding
+
+
+def _plan(
+    session: Session, due: list[int], sink: OutboundSink, settings: PushSettings, result: PushResult
+) -> None:
+    """Dry run: classify without any ERP write (reads only the store)."""
+    items = _items(session, due)
+    docs = load_documents(session, [i.canonical_id for i in items])
+    bindings = {
+        b.canonical_id: b
+        for b in session.scalars(
+            sa.select(ExternalBinding).where(
+                ExternalBinding.system == sink.system,
+                ExternalBinding.kind == "outbound",
+                ExternalBinding.canonical_id.in_(list(docs)),
+            )
+        )
+    }
+    outcome = validate_invoices(
+        [d for d in docs.values() if d.status in PUSHABLE], known_materials=None, today=_today()
+    )
+    for doc in docs.values():
+        if doc.id in outcome.failures:
+            action = "blocked: " + "; ".join(r["reason"] for r in outcome.failures[doc.id])
+        else:
+            bill = to_outbound(doc, settings.mapping)
+            binding = bindings.get(doc.id)
+            digest = payload_hash(bill, settings.mapping.version)
+            action = (
+                "create"
+                if binding is None
+                else ("skip (unchanged)" if binding.payload_hash == digest else "update")
+            )
+        result.plan.append(
+            {
+                "invoice": doc.number,
+                "bill_no": settings.mapping.bill_no(doc),
+                "action": action,
+                "amount": str(doc.total_gross),
+            }
+        )
+
+
+def queue_summary(engine: sa.Engine, system: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(DeliveryQueueItem.state, sa.func.count())
+            .where(DeliveryQueueItem.system == system)
+            .group_by(DeliveryQueueItem.state)
+        ).all()
+    return {state: int(n) for state, n in rows}

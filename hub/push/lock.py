@@ -1,0 +1,62 @@
+"""One push at a time per ERP connection.
+
+PostgreSQL: a session-level advisory lock held on a dedicated connection for the whole run (it dies
+with the process, so a killed run never leaves the lock behind). SQLite: a ``sync_locks`` row with an
+expiry, so a crashed run's lock lapses. Either way a second run gets :class:`LockBusy` and exits as
+skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from crm_core.models import SyncLock
+from crm_core.types import now_utc
+from hub.errors import HubError
+
+
+class LockBusy(HubError):
+    """Another run holds the lock for this connection."""
+
+
+def _key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def connection_lock(engine: sa.Engine, name: str, *, ttl: timedelta = timedelta(hours=2)) -> Iterator[None]:
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _key(name)}).scalar()
+            conn.commit()
+            if not got:
+                raise LockBusy(f"another push for connection {name!r} is running; this run is skipped")
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
+                conn.commit()
+        return
+    table = SyncLock.__table__
+    with engine.begin() as conn:
+        now = now_utc()
+        conn.execute(sa.delete(table).where(table.c.name == name, table.c.expires_at < now))
+        try:
+            conn.execute(
+                sa.insert(table).values(name=name, owner=owner, acquired_at=now, expires_at=now + ttl)
+            )
+        except sa.exc.IntegrityError as exc:
+            raise LockBusy(f"another push for connection {name!r} is running; this run is skipped") from exc
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.name == name, table.c.owner == owner))

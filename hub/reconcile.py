@@ -1,0 +1,319 @@
+"""Reconciliation finance can sign off: the store against what the ERP really holds, document by document.
+
+For a date range, every issued (or red-lettered) invoice is matched to the ERP bill carrying its
+deterministic bill number, and every ERP bill carrying our bill-number prefix is matched back. Each
+document gets one status: matched, missing_in_erp, amount_mismatch, duplicated_in_erp,
+unexpected_in_erp, pending (not pushed yet, retrying or quarantined) or dead_lettered. Results are
+stored and written as CSV and XLSX with Chinese headers for finance.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from crm_core.db import session_scope
+from crm_core.documents import load_documents
+from crm_core.models import DeliveryQueueItem, Invoice, ReconciliationResult, ReconciliationRun
+from crm_core.types import now_utc
+from hub.push.sink import ExternalBill, OutboundSink
+from mappings.kis_outbound import OutboundMapping
+
+MISMATCH_STATUSES = ("missing_in_erp", "amount_mismatch", "duplicated_in_erp", "unexpected_in_erp")
+HEADERS = {  # column -> Chinese header for finance
+    "status": "对账结果",
+    "canonical_number": "CRM单号",
+    "invoice_number": "发票号码",
+    "bill_no": "ERP单据编号",
+    "external_id": "ERP内码",
+    "canonical_amount": "CRM金额(不含税)",
+    "erp_amount": "ERP金额",
+    "difference": "差额",
+    "details": "说明",
+}
+STATUS_LABELS = {
+    "matched": "一致",
+    "missing_in_erp": "ERP缺失",
+    "amount_mismatch": "金额不符",
+    "duplicated_in_erp": "ERP重复",
+    "unexpected_in_erp": "ERP多出",
+    "pending": "待推送",
+    "dead_lettered": "推送失败(死信)",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    status: str
+    canonical_id: int | None
+    canonical_number: str | None
+    invoice_number: str | None
+    bill_no: str | None
+    external_id: str | None
+    canonical_amount: Decimal | None
+    erp_amount: Decimal | None
+    details: str = ""
+
+    @property
+    def difference(self) -> Decimal | None:
+        if self.canonical_amount is None or self.erp_amount is None:
+            return None
+        return self.erp_amount - self.canonical_amount
+
+
+@dataclass
+class Reconciliation:
+    run_id: int
+    rows: list[Row]
+    counts: dict[str, int]
+    csv_path: Path | None = None
+    xlsx_path: Path | None = None
+
+    @property
+    def mismatches(self) -> int:
+        return sum(self.counts.get(s, 0) for s in MISMATCH_STATUSES)
+
+
+def reconcile(
+    engine: sa.Engine,
+    sink: OutboundSink,
+    date_from: date,
+    date_to: date,
+    *,
+    mapping: OutboundMapping,
+    out_dir: Path | None = None,
+) -> Reconciliation:
+    """Compare, store the results, and write the reports when ``out_dir`` is given."""
+    prefix = mapping.bill_no_pattern.split("{", 1)[0]
+    erp_by_no: dict[str, list[ExternalBill]] = defaultdict(list)
+    for bill in sink.list_bills(date_from, date_to):
+        if bill.bill_no.startswith(prefix):
+            erp_by_no[bill.bill_no].append(bill)
+    rows: list[Row] = []
+    with session_scope(engine) as session:
+        ids = list(
+            session.scalars(
+                sa.select(Invoice.id).where(
+                    Invoice.status.in_(("issued", "red_letter")),
+                    Invoice.issue_date.between(date_from, date_to),
+                )
+            )
+        )
+        docs = load_documents(session, ids)
+        states = dict(
+            session.execute(
+                sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.state).where(
+                    DeliveryQueueItem.system == sink.system, DeliveryQueueItem.canonical_id.in_(ids)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        seen: set[str] = set()
+        for doc in sorted(docs.values(), key=lambda d: d.number):
+            bill_no = mapping.bill_no(doc)
+            seen.add(bill_no)
+            found = erp_by_no.get(bill_no, [])
+            state = states.get(doc.id)
+            amount = doc.total_net
+            base = dict(
+                canonical_id=doc.id,
+                canonical_number=doc.number,
+                invoice_number=doc.invoice_number,
+                bill_no=bill_no,
+                canonical_amount=amount,
+            )
+            if len(found) > 1:
+                rows.append(
+                    Row(
+                        "duplicated_in_erp",
+                        external_id=",".join(b.external_id for b in found),
+                        erp_amount=sum((b.amount or Decimal(0) for b in found), Decimal(0)),
+                        details=f"{len(found)} bills carry this number",
+                        **base,
+                    )
+                )
+            elif found:
+                bill = found[0]
+                if bill.amount is not None and bill.amount != amount:
+                    rows.append(
+                        Row(
+                            "amount_mismatch",
+                            external_id=bill.external_id,
+                            erp_amount=bill.amount,
+                            details="net amount differs",
+                            **base,
+                        )
+                    )
+                elif bill.invoice_no is not None and bill.invoice_no != doc.invoice_number:
+                    rows.append(
+                        Row(
+                            "amount_mismatch",
+                            external_id=bill.external_id,
+                            erp_amount=bill.amount,
+                            details=f"invoice number in ERP is {bill.invoice_no}",
+                            **base,
+                        )
+                    )
+                else:
+                    rows.append(Row("matched", external_id=bill.external_id, erp_amount=bill.amount, **base))
+            elif state == "dead":
+                rows.append(
+                    Row(
+                        "dead_lettered",
+                        external_id=None,
+                        erp_amount=None,
+                        details="see hub queue list --state dead",
+                        **base,
+                    )
+                )
+            elif state == "done":
+                rows.append(
+                    Row(
+                        "missing_in_erp",
+                        external_id=None,
+                        erp_amount=None,
+                        details="pushed, but the ERP no longer has it (deleted?)",
+                        **base,
+                    )
+                )
+            else:
+                rows.append(
+                    Row(
+                        "pending",
+                        external_id=None,
+                        erp_amount=None,
+                        details=f"queue state: {state or 'not yet queued'}",
+                        **base,
+                    )
+                )
+        for bill_no, bills in sorted(erp_by_no.items()):
+            if bill_no not in seen:
+                for bill in bills:
+                    rows.append(
+                        Row(
+                            "unexpected_in_erp",
+                            None,
+                            None,
+                            bill.invoice_no,
+                            bill_no,
+                            bill.external_id,
+                            None,
+                            bill.amount,
+                            details="no issued CRM invoice in this period has this number",
+                        )
+                    )
+        counts = dict(Counter(r.status for r in rows))
+        run = ReconciliationRun(
+            system=sink.system, business_date=date_to, finished_at=now_utc(), counts=counts
+        )
+        session.add(run)
+        session.flush()
+        session.execute(sa.insert(ReconciliationResult), [
+            {"run_id": run.id, "canonical_id": r.canonical_id, "canonical_number": r.canonical_number,
+             "bill_no": r.bill_no, "external_id": r.external_id, "status": r.status,
+             "canonical_amount": r.canonical_amount, "erp_amount": r.erp_amount, "details": r.details}
+            for r in rows
+        ] or [])  # fmt: skip
+        run_id = run.id
+    result = Reconciliation(run_id, rows, counts)
+    if out_dir is not None:
+        stem = f"reconciliation_{sink.system}_{date_from.isoformat()}_{date_to.isoformat()}"
+        result.csv_path = write_csv(rows, out_dir / f"{stem}.csv")
+        result.xlsx_path = write_xlsx(
+            rows, out_dir / f"{stem}.xlsx", title=f"{sink.system} {date_from}~{date_to}"
+        )
+    return result
+
+
+def _cells(row: Row) -> list[object]:
+    return [
+        STATUS_LABELS[row.status],
+        row.canonical_number or "",
+        row.invoice_number or "",
+        row.bill_no or "",
+        row.external_id or "",
+        row.canonical_amount,
+        row.erp_amount,
+        row.difference,
+        row.details,
+    ]
+
+
+def _total(rows: list[Row], attr: str) -> Decimal:
+    return sum((getattr(r, attr) or Decimal(0) for r in rows), Decimal("0.00"))
+
+
+def write_csv(rows: list[Row], path: Path) -> Path:
+    """UTF-8 with BOM so Excel on Chinese Windows opens it correctly; amounts with two decimals."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADERS.values())
+        for row in rows:
+            writer.writerow(
+                ["" if v is None else (f"{v:.2f}" if isinstance(v, Decimal) else v) for v in _cells(row)]
+            )
+        writer.writerow(
+            [
+                "合计",
+                "",
+                "",
+                "",
+                "",
+                f"{_total(rows, 'canonical_amount'):.2f}",
+                f"{_total(rows, 'erp_amount'):.2f}",
+                "",
+                f"{len(rows)} 行",
+            ]
+        )
+    return path
+
+
+def write_xlsx(rows: list[Row], path: Path, *, title: str) -> Path:
+    """An XLSX with amounts as numbers (not text) formatted to two decimals, and a totals row."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "对账"
+    sheet.append(list(HEADERS.values()))
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append([float(v) if isinstance(v, Decimal) else v for v in _cells(row)])
+    # Totals as computed numbers (exact Decimal sums), not formulas: readers without a calculation
+    # engine (and finance scripts) see the value.
+    difference = _total(rows, "erp_amount") - _total(
+        [r for r in rows if r.erp_amount is not None], "canonical_amount"
+    )
+    sheet.append(
+        [
+            "合计",
+            "",
+            "",
+            "",
+            "",
+            float(_total(rows, "canonical_amount")),
+            float(_total(rows, "erp_amount")),
+            float(difference),
+            f"{len(rows)} 行",
+        ]
+    )
+    for column in ("F", "G", "H"):
+        for cell in sheet[column][1:]:
+            cell.number_format = "#,##0.00"
+    sheet.freeze_panes = "A2"
+    for column, width in zip("ABCDEFGHI", (14, 18, 12, 22, 10, 16, 16, 12, 40), strict=True):
+        sheet.column_dimensions[column].width = width
+    book.properties.title = title
+    book.save(path)
+    return path

@@ -1,0 +1,198 @@
+"""The nightly push of invoiced states for one ERP connection, as assets with checks.
+
+    <conn>/push_validation  (erp_push)  enqueue outbox events, validate, quarantine
+        check: failing_share_below_threshold (blocking: a mostly-bad batch stops the push)
+    <conn>/invoice_push     (erp_push)  send every due invoice, exactly once (pool erp:<conn>)
+        check: no_new_dead_letters (warn)
+    <conn>/reconciliation   (finance)   compare the store with the ERP; CSV + XLSX for finance
+        check: reconciled (error on any mismatch)
+
+Counts and amounts go to metadata, never one log line per record (P12).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from crm_core.db import hub_home
+from crm_core.types import SHANGHAI, now_utc
+from hub.push.engine import PushResult, execute_push, prepare_push, queue_summary
+from hub.push.lock import LockBusy
+from hub.push.queue import due_item_ids
+from hub.reconcile import reconcile
+from hub.runtime import PushTarget, open_sink
+from jobs.resources import HubResource
+
+RUN_RETRY_TAGS = {
+    # Run retries cover crashed workers only; a failed asset is not re-run blindly (DAGSTER-GX §2.3).
+    "dagster/max_retries": "2",
+    "dagster/retry_strategy": "FROM_FAILURE",
+    "dagster/retry_on_asset_or_op_failure": "false",
+}
+
+
+def _metadata(result: PushResult) -> dict[str, dg.MetadataValue]:
+    return {
+        key: dg.MetadataValue.int(value)
+        if isinstance(value, int) and not isinstance(value, bool)
+        else dg.MetadataValue.text(str(value))
+        for key, value in result.as_metadata().items()
+    }
+
+
+def push_definitions(target: PushTarget) -> dg.Definitions:
+    """Assets, checks, job, schedule and retry sensor for one connection."""
+    name = target.name
+    prefix = [name]
+    validation_key = dg.AssetKey([*prefix, "push_validation"])
+    push_key = dg.AssetKey([*prefix, "invoice_push"])
+    recon_key = dg.AssetKey([*prefix, "reconciliation"])
+
+    @dg.asset(
+        key=validation_key,
+        group_name="erp_push",
+        kinds={"kingdee"},
+        description=f"Invoices issued since the last push to {name}, validated; failures quarantined.",
+    )
+    def push_validation(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
+        project = hub.project()
+        with open_sink(project, name) as sink:
+            try:
+                result = prepare_push(hub.engine(), sink, target.settings)
+            except LockBusy as exc:
+                raise dg.Failure(str(exc), allow_retries=False) from exc
+        return dg.MaterializeResult(metadata=_metadata(result))
+
+    @dg.asset_check(
+        asset=validation_key,
+        blocking=True,
+        name="failing_share_below_threshold",
+        description="Stops the push when more invoices fail validation than the threshold allows.",
+    )
+    def failing_share_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(validation_key)
+        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        blocked = str(meta["blocked"].value) == "True" if "blocked" in meta else False
+        share = meta["failing_share"].value if "failing_share" in meta else "0"
+        return dg.AssetCheckResult(
+            passed=not blocked,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "failing_share": dg.MetadataValue.text(str(share)),
+                "threshold": dg.MetadataValue.float(target.settings.block_threshold),
+            },
+        )
+
+    @dg.asset(
+        key=push_key,
+        deps=[validation_key],
+        group_name="erp_push",
+        pool=f"erp:{name}",
+        kinds={"kingdee"},
+        description=f"Every validated invoice sent to {name} exactly once.",
+    )
+    def invoice_push(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
+        project = hub.project()
+        engine = hub.engine()
+        with open_sink(project, name) as sink:
+            try:
+                result = execute_push(engine, sink, target.settings, PushResult(system=name))
+            except LockBusy as exc:
+                raise dg.Failure(str(exc), allow_retries=False) from exc
+        meta = _metadata(result)
+        meta["queue"] = dg.MetadataValue.json(queue_summary(engine, name))
+        return dg.MaterializeResult(metadata=meta)
+
+    @dg.asset_check(
+        asset=push_key, name="no_dead_letters", description="Warns when documents were dead-lettered."
+    )
+    def dead_letter_check(context: dg.AssetCheckExecutionContext, hub: HubResource) -> dg.AssetCheckResult:
+        summary = queue_summary(hub.engine(), name)
+        return dg.AssetCheckResult(
+            passed=summary.get("dead", 0) == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"queue": dg.MetadataValue.json(summary)},
+        )
+
+    @dg.asset(
+        key=recon_key,
+        deps=[push_key],
+        group_name="finance",
+        description=f"Document-by-document reconciliation of {name} for the last two days (CSV + XLSX).",
+    )
+    def reconciliation(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
+        today = now_utc().astimezone(SHANGHAI).date()
+        out_dir = Path(hub_home()) / "reports"
+        with open_sink(hub.project(), name) as sink:
+            recon = reconcile(
+                hub.engine(),
+                sink,
+                today - timedelta(days=1),
+                today,
+                mapping=target.settings.mapping,
+                out_dir=out_dir,
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "counts": dg.MetadataValue.json(recon.counts),
+                "mismatches": dg.MetadataValue.int(recon.mismatches),
+                "run_id": dg.MetadataValue.int(recon.run_id),
+                "xlsx": dg.MetadataValue.path(str(recon.xlsx_path)),
+                "csv": dg.MetadataValue.path(str(recon.csv_path)),
+            }
+        )
+
+    @dg.asset_check(
+        asset=recon_key, name="reconciled", description="Fails on any document that does not match."
+    )
+    def reconciled_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(recon_key)
+        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        mismatches = int(meta["mismatches"].value) if "mismatches" in meta else 0
+        return dg.AssetCheckResult(
+            passed=mismatches == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"mismatches": dg.MetadataValue.int(mismatches)},
+        )
+
+    job = dg.define_asset_job(
+        f"{name}_nightly_push",
+        selection=dg.AssetSelection.assets(validation_key, push_key, recon_key),
+        tags=RUN_RETRY_TAGS,
+        description=f"Push invoiced states to {name}, then reconcile.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name=f"{name}_nightly_push_schedule",
+        job=job,
+        cron_schedule=target.cron,
+        execution_timezone=target.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+
+    @dg.sensor(
+        name=f"{name}_retry_drainer",
+        job=job,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Starts a push between nightly runs when queued retries fall due.",
+    )
+    def retry_drainer(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
+        from crm_core.db import session_scope
+
+        with session_scope(hub.engine()) as session:
+            due = due_item_ids(session, name, now_utc())
+        if not due:
+            return dg.SensorResult(skip_reason="no retries due")
+        # One run per distinct set of due items: the run key stops duplicate runs for the same backlog.
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"retry-{max(due)}-{len(due)}")])
+
+    return dg.Definitions(
+        assets=[push_validation, invoice_push, reconciliation],
+        asset_checks=[failing_share_check, dead_letter_check, reconciled_check],
+        jobs=[job],
+        schedules=[schedule],
+        sensors=[retry_drainer],
+    )
