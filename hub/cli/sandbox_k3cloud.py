@@ -13,13 +13,19 @@ from hub.cli.sandbox import app
 @app.command("k3cloud")
 def k3cloud(
     port: int = typer.Option(8090, "--port", help="TCP port (0 picks a free one)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; admin endpoints are unauthenticated."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind; admin endpoints are unauthenticated."
+    ),
     state: Path = typer.Option(Path("k3cloud-sandbox.sqlite"), "--state", help="SQLite state file (reused)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fixture data and of random faults."),
     base_path: str = typer.Option("/K3Cloud/", "--base-path", help="URL prefix of the WebAPI."),
-    idle_ttl: float | None = typer.Option(None, "--idle-ttl", help="Session idle timeout, seconds (default 1200)."),
+    idle_ttl: float | None = typer.Option(
+        None, "--idle-ttl", help="Session idle timeout, seconds (default 1200)."
+    ),
     strings_mode: bool = typer.Option(False, "--strings-mode", help="Emit IsSuccess etc. as strings."),
-    settings: str = typer.Option("", "--settings", help="JSON object of further knobs (see the sandbox config)."),
+    settings: str = typer.Option(
+        "", "--settings", help="JSON object of further knobs (see the sandbox config)."
+    ),
 ) -> None:
     """Serve a K/3 Cloud WebAPI sandbox (all four encodings, sessions and signed headers, faults) until Ctrl-C."""
     from connectors.kingdee.k3cloud_sandbox import K3CloudSandbox

@@ -159,7 +159,9 @@ class K3CloudClient:
                 return payload
             log.info(
                 "K/3 Cloud connection %r: %s answered MsgCode 1 (%s); authenticating again once",
-                self.settings.name, service, status.summary(),
+                self.settings.name,
+                service,
+                status.summary(),
             )
             self._drop_session(sid)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -274,7 +276,9 @@ class K3CloudClient:
                 username=self.settings.username,
             )
         context = ci_get(payload, "Context") or {}
-        sid = ci_get(payload, "KDSVCSessionId") or (context.get("SessionId") if isinstance(context, dict) else None)
+        sid = ci_get(payload, "KDSVCSessionId") or (
+            context.get("SessionId") if isinstance(context, dict) else None
+        )
         if not sid:
             sid = self._http.cookies.get(SESSION_COOKIE)
         if not sid:
@@ -362,7 +366,11 @@ class K3CloudClient:
                 pending = [i for i in pending if numbers[i] not in found]
                 log.warning(
                     "K/3 Cloud connection %r: BatchSave %s reply lost; %d of the chunk found by number, "
-                    "re-sending %d", self.settings.name, form_id, len(numbers) - len(pending), len(pending),
+                    "re-sending %d",
+                    self.settings.name,
+                    form_id,
+                    len(numbers) - len(pending),
+                    len(pending),
                 )
                 if not pending:
                     return
@@ -406,23 +414,26 @@ class K3CloudClient:
                     f"for package {index} (DIndex {position}); look it up before re-sending."
                 )
 
-    def save_bill(self, form_id: str, model: dict[str, Any], bill_no: str, **options: Any) -> SavedBill:
+    def save_bill(
+        self, form_id: str, model: dict[str, Any], bill_no: str, *, number_field: str = "FBillNo", **options: Any
+    ) -> SavedBill:
         """Save a bill exactly once, keyed by its deterministic number ``bill_no``.
 
         After an unknown outcome (timeout, reset, error page after sending) the bill is looked up by
-        ``FBillNo`` before anything is re-sent; if it is there, that is the result. A refusal is also
+        number before anything is re-sent; if it is there, that is the result. A refusal is also
         checked against the number, so a bill saved by an earlier run is reported, not duplicated.
+        Base data (``BD_*``) is keyed by ``number_field="FNumber"``.
         """
         model = dict(model)
         for key in list(model):
-            if key.lower() == "fbillno":
+            if key.lower() == number_field.lower():
                 if model[key] not in (None, "", bill_no):
                     raise DataValidationError(
-                        f"K/3 Cloud connection {self.settings.name!r}: {form_id} model has FBillNo "
+                        f"K/3 Cloud connection {self.settings.name!r}: {form_id} model has {number_field} "
                         f"{model[key]!r} but save_bill was asked for {bill_no!r}; they must agree."
                     )
                 del model[key]
-        model["FBillNo"] = bill_no
+        model[number_field] = bill_no
         attempts = 0
         uncertain = False
 
@@ -430,11 +441,13 @@ class K3CloudClient:
             nonlocal attempts, uncertain
             attempts += 1
             if uncertain:
-                found = self.find_bill(form_id, bill_no)
+                found = self.find_bill(form_id, bill_no, number_field=number_field)
                 if found is not None:
                     log.info(
                         "K/3 Cloud connection %r: %s %s was saved although its reply was lost; not re-sending",
-                        self.settings.name, form_id, bill_no,
+                        self.settings.name,
+                        form_id,
+                        bill_no,
                     )
                     return SavedBill(form_id, found.id, found.number, created=False, attempts=attempts)
             try:
@@ -443,17 +456,19 @@ class K3CloudClient:
                 uncertain = True
                 raise
             except PermanentError:
-                found = self.find_bill(form_id, bill_no)
+                found = self.find_bill(form_id, bill_no, number_field=number_field)
                 if found is not None:
                     return SavedBill(form_id, found.id, found.number, created=False, attempts=attempts)
                 raise
-            return SavedBill(form_id, result.id or 0, result.number or bill_no, created=True, attempts=attempts)
+            return SavedBill(
+                form_id, result.id or 0, result.number or bill_no, created=True, attempts=attempts
+            )
 
         retrying = build_retrying(replace(self.settings.retry, retry_unknown_outcome=True), sleep=self._sleep)
         try:
             return retrying(attempt)
         except UnknownOutcomeError:
-            found = self.find_bill(form_id, bill_no)
+            found = self.find_bill(form_id, bill_no, number_field=number_field)
             if found is not None:
                 return SavedBill(form_id, found.id, found.number, created=False, attempts=attempts)
             raise
@@ -480,25 +495,41 @@ class K3CloudClient:
         return self._operation(service, form_id, data)
 
     def submit(
-        self, form_id: str, numbers: Sequence[str] | None = None, ids: Sequence[int] | None = None, **options: Any
+        self,
+        form_id: str,
+        numbers: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        **options: Any,
     ) -> OperationResult:
         """``Submit`` bills (A/D -> B)."""
         return self._state_op("Submit", form_id, numbers, ids, options)
 
     def audit(
-        self, form_id: str, numbers: Sequence[str] | None = None, ids: Sequence[int] | None = None, **options: Any
+        self,
+        form_id: str,
+        numbers: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        **options: Any,
     ) -> OperationResult:
         """``Audit`` bills (B -> C); pass ``InterationFlags="STK_InvCheckResult"`` to allow negative stock."""
         return self._state_op("Audit", form_id, numbers, ids, options)
 
     def unaudit(
-        self, form_id: str, numbers: Sequence[str] | None = None, ids: Sequence[int] | None = None, **options: Any
+        self,
+        form_id: str,
+        numbers: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        **options: Any,
     ) -> OperationResult:
         """``UnAudit`` bills (C -> D)."""
         return self._state_op("UnAudit", form_id, numbers, ids, options)
 
     def delete(
-        self, form_id: str, numbers: Sequence[str] | None = None, ids: Sequence[int] | None = None, **options: Any
+        self,
+        form_id: str,
+        numbers: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        **options: Any,
     ) -> OperationResult:
         """``Delete`` bills (only Z/A/D)."""
         return self._state_op("Delete", form_id, numbers, ids, options)
@@ -535,15 +566,24 @@ class K3CloudClient:
 
     # ------------------------------------------------------------------ reads
 
-    def view(self, form_id: str, *, number: str | None = None, id: int | None = None) -> dict[str, Any] | None:
+    def view(
+        self, form_id: str, *, number: str | None = None, id: int | None = None
+    ) -> dict[str, Any] | None:
         """``View`` one bill as its object model, or ``None`` when it does not exist."""
-        data = {"CreateOrgId": 0, "Number": number or "", "Id": "" if id is None else str(id), "IsSortBySeq": "false"}
+        data = {
+            "CreateOrgId": 0,
+            "Number": number or "",
+            "Id": "" if id is None else str(id),
+            "IsSortBySeq": "false",
+        }
         payload = self._call("DynamicFormService.View", {"formid": form_id, "data": data}, form_id)
         status = self._status_or_raise(payload, "View", form_id)
         if not status.is_success:
             if status.msg_code == 10 or any(m in status.summary() for m in _NOT_FOUND_MARKERS):
                 return None
-            raise k3errors.error_for_status(status, connection=self.settings.name, service="View", form_id=form_id)
+            raise k3errors.error_for_status(
+                status, connection=self.settings.name, service="View", form_id=form_id
+            )
         result = ci_get(payload, "Result")
         bill = ci_get(result, "Result") if isinstance(result, dict) else None
         return bill if isinstance(bill, dict) else None
@@ -637,5 +677,3 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
-
-

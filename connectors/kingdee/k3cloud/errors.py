@@ -92,7 +92,9 @@ ERROR_TABLE: dict[tuple[str, object], Resolution] = {
     ("body", "response_error"): Resolution(TransientError, "the API gateway reported an error", True),
     ("body", "not_json"): Resolution(TransientError, "the reply was not JSON (error page?)", ambiguous=True),
     ("login", "refused"): Resolution(
-        AuthError, "check acct_id, username and password / app_id and app_secret of this connection"
+        AuthError,
+        "check acct_id, username and password / app_id and app_secret of this connection, and this "
+        "machine's clock (signed logins are valid for 5 minutes)",
     ),
 }
 
@@ -100,9 +102,7 @@ _DEFAULT_MSGCODE = Resolution(PermanentError, "unexpected MsgCode; see the messa
 _DEFAULT_HTTP = Resolution(PermanentError, "unexpected HTTP status")
 
 
-def _build(
-    resolution: Resolution, text: str, *, write: bool, retry_after: float | None = None
-) -> HubError:
+def _build(resolution: Resolution, text: str, *, write: bool, retry_after: float | None = None) -> HubError:
     if resolution.ambiguous and write:
         return UnknownOutcomeError(
             f"{text}. The write may or may not have been applied: look the bill up by number before "

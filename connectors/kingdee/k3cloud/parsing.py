@@ -115,7 +115,8 @@ def parse_status(status: dict[str, Any]) -> ResponseStatus:
         if isinstance(e, dict)
     )
     messages = tuple(
-        str(ci_get(m, "Message") if isinstance(m, dict) else m) for m in _as_list(ci_get(status, "SuccessMessages"))
+        str(ci_get(m, "Message") if isinstance(m, dict) else m)
+        for m in _as_list(ci_get(status, "SuccessMessages"))
     )
     return ResponseStatus(
         is_success=as_bool(ci_get(status, "IsSuccess")),

@@ -80,6 +80,11 @@ class BillQuerySpec:
     def page(self, start_row: int) -> BillQuerySpec:
         """The same query starting at ``start_row``."""
         return BillQuerySpec(
-            self.form_id, tuple(self.field_keys), self.filter_string, self.order_string, start_row, self.limit,
+            self.form_id,
+            tuple(self.field_keys),
+            self.filter_string,
+            self.order_string,
+            start_row,
+            self.limit,
             self.top_row_count,
         )

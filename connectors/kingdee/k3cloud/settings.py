@@ -61,7 +61,9 @@ class K3CloudSettings:
         if self.auth_mode not in AUTH_MODES:
             raise ConfigError(f"{where}: auth_mode {self.auth_mode!r} is not one of {', '.join(AUTH_MODES)}.")
         if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}: base_url must start with http:// or https:// (got {self.base_url!r}).")
+            raise ConfigError(
+                f"{where}: base_url must start with http:// or https:// (got {self.base_url!r})."
+            )
         if not self.base_url.endswith("/"):
             object.__setattr__(self, "base_url", self.base_url + "/")
         missing = [f for f in ("acct_id", *_REQUIRED_BY_MODE[self.auth_mode]) if not getattr(self, f)]

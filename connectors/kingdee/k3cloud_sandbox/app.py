@@ -9,8 +9,8 @@ import json
 import threading
 import time
 from collections import Counter
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -157,15 +157,26 @@ class SandboxApp:
                     continue
                 fm = form(form_id)
                 assert fm is not None
-                head = {"FNumber": number, "FName": name, "FForbidStatus": "B" if forbidden else "A", **fields}
+                head = {
+                    "FNumber": number,
+                    "FName": name,
+                    "FForbidStatus": "B" if forbidden else "A",
+                    **fields,
+                }
                 doc = Doc(0, form_id, number, "C", {"head": head, "entities": {}}, now, now)
                 engine._defaults_and_required(fm, doc, validate=False)  # noqa: SLF001 - fills reference defaults
                 self.store.insert_doc(form_id, number, "C", doc.body, now)
                 created += 1
             stock = [(m, s, lot, org, q) for m, s, lot, org, q in opening_stock(seed)]
             stock += [
-                (str(r["material"]), str(r["stock"]), str(r.get("lot", "")), str(r.get("org", "100")),
-                 r["qty"]) for r in extra.get("stock", [])
+                (
+                    str(r["material"]),
+                    str(r["stock"]),
+                    str(r.get("lot", "")),
+                    str(r.get("org", "100")),
+                    r["qty"],
+                )
+                for r in extra.get("stock", [])
             ]
             for material, stock_no, lot, org, qty in stock:
                 self.store.set_stock(material, stock_no, lot, org, Decimal(str(qty)))
@@ -180,15 +191,23 @@ class SandboxApp:
         if path.startswith("/__admin__/"):
             return self._admin(method, path, parse_qs(parts.query), body)
         if not path.lower().startswith(self.base_path.lower()):
-            return Reply(404, b"<html><body><h1>404 - File or directory not found.</h1></body></html>", "text/html")
+            return Reply(
+                404, b"<html><body><h1>404 - File or directory not found.</h1></body></html>", "text/html"
+            )
         service = service_of(path)
         if service is None:
-            return Reply(404, b"<html><body><h1>404 - File or directory not found.</h1></body></html>", "text/html")
+            return Reply(
+                404, b"<html><body><h1>404 - File or directory not found.</h1></body></html>", "text/html"
+            )
         if method != "POST":
             return Reply(405, b"<html><body><h1>405 - Method Not Allowed</h1></body></html>", "text/html")
         self.stats[f"calls:{service}"] += 1
         settings = self.settings()
-        fault = None if service == "AuthService.Logout" else self.faults.decide(service, settings, self._save_script)
+        fault = (
+            None
+            if service == "AuthService.Logout"
+            else self.faults.decide(service, settings, self._save_script)
+        )
         if fault:
             self.stats[f"fault:{fault}"] += 1
         pre = self._pre_fault(fault, settings, service)
@@ -214,7 +233,11 @@ class SandboxApp:
         if fault == "reset":
             return Reply(reset=True)
         if fault == "response_error":
-            return Reply(200, "response_error: 网关转发请求失败（sandbox injected）".encode(), "text/plain; charset=utf-8")
+            return Reply(
+                200,
+                "response_error: 网关转发请求失败（sandbox injected）".encode(),
+                "text/plain; charset=utf-8",
+            )
         if fault == "delay":
             time.sleep(float(settings["delay_seconds"]))
         if fault == "session_lost":
@@ -237,7 +260,13 @@ class SandboxApp:
         return Reply(200, encode(payload))
 
     def _serve(
-        self, service: str, path: str, headers: Message, body: bytes, settings: dict[str, Any], forced_throttle: bool
+        self,
+        service: str,
+        path: str,
+        headers: Message,
+        body: bytes,
+        settings: dict[str, Any],
+        forced_throttle: bool,
     ) -> Reply:
         try:
             decoded = decode(headers.get("Content-Type", ""), body)
@@ -274,8 +303,9 @@ class SandboxApp:
         with self.store.lock:
             if service == "AuthService.Logout":
                 self.auth.logout(self.auth.session_id(headers))
-                return self._business_reply(service, {"Result": {"ResponseStatus": response_status(success=True)}},
-                                            settings)
+                return self._business_reply(
+                    service, {"Result": {"ResponseStatus": response_status(success=True)}}, settings
+                )
             if service == "AccountService.GetDataCenterList":
                 creds = self.credentials
                 return Reply(200, encode([{"Id": creds.acct_id, "Number": "SANDBOX", "Name": "沙箱账套"}]))
@@ -289,7 +319,9 @@ class SandboxApp:
                 )
             else:
                 payload, sid = self.auth.login_by_sign(
-                    decoded.login_args(("acctID", "username", "appId", "timestamp", "sign", "lcid")), now, settings
+                    decoded.login_args(("acctID", "username", "appId", "timestamp", "sign", "lcid")),
+                    now,
+                    settings,
                 )
         reply = Reply(200, encode(payload))
         if sid:
@@ -324,11 +356,23 @@ class SandboxApp:
             except PackageFailed as exc:
                 outcome = Outcome()
                 outcome.fail(0, exc)
-                return {"Result": {"ResponseStatus": self._status(outcome), "Id": "", "Number": "",
-                                   "NeedReturnData": []}}
+                return {
+                    "Result": {
+                        "ResponseStatus": self._status(outcome),
+                        "Id": "",
+                        "Number": "",
+                        "NeedReturnData": [],
+                    }
+                }
             entity = {"Id": saved["Id"], "Number": saved["Number"], "DIndex": 0}
-            return {"Result": {"ResponseStatus": response_status(success=True, successes=[entity]),
-                               "Id": saved["Id"], "Number": saved["Number"], "NeedReturnData": saved["NeedReturnData"]}}
+            return {
+                "Result": {
+                    "ResponseStatus": response_status(success=True, successes=[entity]),
+                    "Id": saved["Id"],
+                    "Number": saved["Number"],
+                    "NeedReturnData": saved["NeedReturnData"],
+                }
+            }
         if op == "BatchSave":
             models = ci(data, "Model")
             if not isinstance(models, list):
@@ -366,7 +410,10 @@ class SandboxApp:
     @staticmethod
     def _status(outcome: Outcome) -> dict[str, Any]:
         return response_status(
-            success=not outcome.errors, errors=outcome.errors, successes=outcome.successes, msg_code=outcome.msg_code
+            success=not outcome.errors,
+            errors=outcome.errors,
+            successes=outcome.successes,
+            msg_code=outcome.msg_code,
         )
 
     # -------------------------------------------------------------- admin

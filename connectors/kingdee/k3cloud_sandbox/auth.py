@@ -51,20 +51,39 @@ class Principal:
         return f"{self.username}@{self.acct_id}"
 
 
-def login_reply(*, success: bool, message: str | None, sid: str = "", user: Any = None, acct: str = "") -> dict:
+def login_reply(
+    *, success: bool, message: str | None, sid: str = "", user: Any = None, acct: str = ""
+) -> dict:
     """The top-level login object of ERP-APIS §3.3."""
     context = None
     if success:
         context = {
-            "UserLocale": "zh-CN", "LogLocale": "zh-CN", "DBid": acct, "DatabaseType": 3, "SessionId": sid,
-            "UserId": int(user["user_id"]), "UserName": user["username"], "CustomName": "K3Cloud Sandbox",
-            "DisplayVersion": "8.2.0-sandbox", "DataCenterName": "沙箱账套", "UserToken": sid,
+            "UserLocale": "zh-CN",
+            "LogLocale": "zh-CN",
+            "DBid": acct,
+            "DatabaseType": 3,
+            "SessionId": sid,
+            "UserId": int(user["user_id"]),
+            "UserName": user["username"],
+            "CustomName": "K3Cloud Sandbox",
+            "DisplayVersion": "8.2.0-sandbox",
+            "DataCenterName": "沙箱账套",
+            "UserToken": sid,
         }
     return {
-        "Message": message, "MessageCode": "CheckPasswordPolicy" if success else None,
-        "LoginResultType": 1 if success else 0, "Context": context, "KDSVCSessionId": sid if success else None,
-        "FormId": None, "RedirectFormParam": None, "FormInputObject": None, "ErrorStackTrace": None, "Lcid": 0,
-        "AccessToken": None, "KdAccessResult": None, "IsSuccessByAPI": success,
+        "Message": message,
+        "MessageCode": "CheckPasswordPolicy" if success else None,
+        "LoginResultType": 1 if success else 0,
+        "Context": context,
+        "KDSVCSessionId": sid if success else None,
+        "FormId": None,
+        "RedirectFormParam": None,
+        "FormInputObject": None,
+        "ErrorStackTrace": None,
+        "Lcid": 0,
+        "AccessToken": None,
+        "KdAccessResult": None,
+        "IsSuccessByAPI": success,
     }
 
 
@@ -97,7 +116,9 @@ class Authenticator:
             return self._refused(BAD_PASSWORD)
         return self._open(acct, user, now, settings)
 
-    def login_by_app_secret(self, args: list[Any], now: float, settings: dict[str, Any]) -> tuple[dict, str | None]:
+    def login_by_app_secret(
+        self, args: list[Any], now: float, settings: dict[str, Any]
+    ) -> tuple[dict, str | None]:
         """``LoginByAppSecret(acctId, userName, appId, appSecret, lcid)``."""
         acct, username, app_id, secret = (str(a or "") for a in args[:4])
         app = self.store.app(app_id)
@@ -193,7 +214,9 @@ class Authenticator:
             plain = base64.b64decode(headers.get("X-Kd-Appdata", ""), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise NotAuthenticated("签名验证失败：X-Kd-Appdata不是有效的Base64") from None
-        if not verify_signature(kd_signature(app_id, app["app_secret"], plain), headers.get("X-Kd-Signature", "")):
+        if not verify_signature(
+            kd_signature(app_id, app["app_secret"], plain), headers.get("X-Kd-Signature", "")
+        ):
             raise NotAuthenticated("签名验证失败：X-Kd-Signature不正确，请检查应用密钥")
         parts = plain.split(",")
         acct, username = (parts + ["", ""])[:2]

@@ -68,7 +68,9 @@ def package_hash(model: Any) -> str:
 class Engine:
     """Applies operations to the :class:`Store`; callers hold ``store.lock`` for the whole call."""
 
-    def __init__(self, store: Store, settings: Callable[[], dict[str, Any]], clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: Store, settings: Callable[[], dict[str, Any]], clock: Callable[[], float]
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -84,10 +86,18 @@ class Engine:
             raise _fail(9, f"业务对象“{form_id}”不存在，请检查FormId")
         return found
 
-    def _ledger(self, service: str, action: str, doc: Doc, principal: str | None, sha: str | None = None) -> None:
+    def _ledger(
+        self, service: str, action: str, doc: Doc, principal: str | None, sha: str | None = None
+    ) -> None:
         self.store.append_ledger(
-            at=self.clock(), service=service, action=action, form_id=doc.form_id, fid=doc.fid, number=doc.number,
-            principal=principal, package_sha256=sha,
+            at=self.clock(),
+            service=service,
+            action=action,
+            form_id=doc.form_id,
+            fid=doc.fid,
+            number=doc.number,
+            principal=principal,
+            package_sha256=sha,
         )
 
     def _resolve_ref(
@@ -96,7 +106,9 @@ class Engine:
         number, fid = ref_key(value)
         if number is None and fid is None:
             if value not in (None, "", {}):
-                raise _fail(11, f"{where}字段“{fd.label}”({fd.key})的值格式不正确，应为{{\"FNumber\":\"编码\"}}", fd.key)
+                raise _fail(
+                    11, f'{where}字段“{fd.label}”({fd.key})的值格式不正确，应为{{"FNumber":"编码"}}', fd.key
+                )
             return None
         target = form(fd.target or "")
         assert target is not None
@@ -109,9 +121,15 @@ class Engine:
             doc = docs[0] if docs else None
         shown = number if number is not None else fid
         if doc is None:
-            raise _fail(11, f"{where}字段“{fd.label}”({fd.key})的值“{shown}”在{target.name}中不存在，请检查编码", fd.key)
+            raise _fail(
+                11,
+                f"{where}字段“{fd.label}”({fd.key})的值“{shown}”在{target.name}中不存在，请检查编码",
+                fd.key,
+            )
         if doc.status != "C":
-            raise _fail(11, f"{where}字段“{fd.label}”({fd.key})引用的{target.name}“{shown}”未审核，不能使用", fd.key)
+            raise _fail(
+                11, f"{where}字段“{fd.label}”({fd.key})引用的{target.name}“{shown}”未审核，不能使用", fd.key
+            )
         if verify_base and doc.head.get("FForbidStatus") == "B":
             raise _fail(11, f"{where}字段“{fd.label}”({fd.key})引用的{target.name}“{shown}”已禁用", fd.key)
         if target.form_id == "BOS_BillType" and doc.head.get("FBillFormID") not in (None, form_id):
@@ -215,7 +233,11 @@ class Engine:
                     continue
                 try:
                     row[fd.key] = self._coerce(
-                        fd, item, where=f"{entity.label}第{n}行：", verify_base=verify_base, form_id=fm.form_id
+                        fd,
+                        item,
+                        where=f"{entity.label}第{n}行：",
+                        verify_base=verify_base,
+                        form_id=fm.form_id,
                     )
                     row["_given"].append(fd.key)
                 except PackageFailed as exc:
@@ -361,7 +383,10 @@ class Engine:
                 elif (validate or fm.kind == "base") and self.store.find_docs(fm.form_id, number):
                     message = str(settings["duplicate_message"]).format(form_name=fm.name, number=number)
                     raise _fail(11, message, fm.number_field)
-                doc = Doc(0, fm.form_id, number, "Z" if draft else "A", {"head": head, "entities": {}}, now, now)
+                head[fm.number_field] = number
+                doc = Doc(
+                    0, fm.form_id, number, "Z" if draft else "A", {"head": head, "entities": {}}, now, now
+                )
                 for key, rows in entities.items():
                     doc.body["entities"][key] = rows
                 self._link_rows(fm, doc)
@@ -407,6 +432,7 @@ class Engine:
                 message = str(self.settings()["duplicate_message"]).format(form_name=fm.name, number=number)
                 raise _fail(11, message, fm.number_field)
             doc.number = number
+            doc.head[fm.number_field] = number
         delete_missing = as_bool(ci(options, "IsDeleteEntry"), True)
         for key, rows in entities.items():
             if allowed is not None and key.lower() not in allowed:
@@ -545,11 +571,13 @@ class Engine:
             after = self.store.stock_qty(*key) + delta
             if after < 0 and not allow_negative and sign < 0:
                 have = self.store.stock_qty(*key)
-                problems.append(RowProblem(
-                    f"第{rows_of[key]}行：物料“{key[0]}”在仓库“{key[1]}”{'批号“' + key[2] + '”' if key[2] else ''}"
-                    f"的即时库存不足（可用{have}，需要{-delta}），不允许负库存",
-                    "FRealQty",
-                ))
+                problems.append(
+                    RowProblem(
+                        f"第{rows_of[key]}行：物料“{key[0]}”在仓库“{key[1]}”{'批号“' + key[2] + '”' if key[2] else ''}"
+                        f"的即时库存不足（可用{have}，需要{-delta}），不允许负库存",
+                        "FRealQty",
+                    )
+                )
         if problems:
             raise PackageFailed(11, problems)
         for key, delta in deltas.items():
@@ -591,7 +619,9 @@ class Engine:
             out.append((str(fid), doc if doc is not None and doc.form_id == fm.form_id else None))
         return out
 
-    def state_op(self, op: str, fm: FormDef, data: dict[str, Any], *, service: str, principal: str | None) -> Outcome:
+    def state_op(
+        self, op: str, fm: FormDef, data: dict[str, Any], *, service: str, principal: str | None
+    ) -> Outcome:
         """Submit / Audit / UnAudit / Delete every named bill, each in its own transaction."""
         outcome = Outcome()
         targets = self.find_targets(fm, data)
@@ -654,21 +684,36 @@ class Engine:
                 continue
             target_form = form(rule.target)
             assert target_form is not None
-            outcome.successes.append({
-                "Id": created.fid, "Number": created.number, "DIndex": dindex,
-                "EntryIds": {target_form.entities[0].key: [r["_id"] for r in created.entries(
-                    target_form.entities[0].key)]},
-            })
+            outcome.successes.append(
+                {
+                    "Id": created.fid,
+                    "Number": created.number,
+                    "DIndex": dindex,
+                    "EntryIds": {
+                        target_form.entities[0].key: [
+                            r["_id"] for r in created.entries(target_form.entities[0].key)
+                        ]
+                    },
+                }
+            )
         return outcome
 
     def _push_one(
-        self, rule: PushRule, fm: FormDef, src: Doc, entry_filter: set[int], service: str, principal: str | None
+        self,
+        rule: PushRule,
+        fm: FormDef,
+        src: Doc,
+        entry_filter: set[int],
+        service: str,
+        principal: str | None,
     ) -> Doc:
         if src.status != "C":
             raise _fail(12, f"{fm.name}“{src.number}”未审核，不能下推")
         target = form(rule.target)
         assert target is not None
-        src_entity, qty_field = ("FEntity", "FRealQty") if fm.form_id == "SAL_OUTSTOCK" else ("FEntityDetail", "FPriceQty")
+        src_entity, qty_field = (
+            ("FEntity", "FRealQty") if fm.form_id == "SAL_OUTSTOCK" else ("FEntityDetail", "FPriceQty")
+        )
         rows: list[dict[str, Any]] = []
         for row in src.entries(src_entity):
             if entry_filter and row["_id"] not in entry_filter:
@@ -678,39 +723,64 @@ class Engine:
             if remaining <= 0:
                 continue
             if fm.form_id == "SAL_OUTSTOCK":
-                rows.append({
-                    "FMATERIALID": row["FMaterialId"], "FPriceQty": str(remaining), "FTaxPrice": row.get("FTaxPrice"),
-                    "FEntryTaxRate": row.get("FEntryTaxRate"), "FSRCBILLNO": src.number, "FSRCROWID": row["_id"],
-                    "_src": row["_id"],
-                })
+                rows.append(
+                    {
+                        "FMATERIALID": row["FMaterialId"],
+                        "FPriceQty": str(remaining),
+                        "FTaxPrice": row.get("FTaxPrice"),
+                        "FEntryTaxRate": row.get("FEntryTaxRate"),
+                        "FSRCBILLNO": src.number,
+                        "FSRCROWID": row["_id"],
+                        "_src": row["_id"],
+                    }
+                )
             else:
                 amount = Decimal(row.get("FALLAMOUNTFOR_D") or 0)
                 if remaining != full:
                     amount = round2(amount * remaining / full)
-                rows.append({
-                    "FMATERIALID": row["FMATERIALID"], "FPRICEQTY": str(remaining),
-                    "FAUXTAXPRICE": row.get("FTaxPrice"), "FTAXRATE": row.get("FEntryTaxRate"),
-                    "FALLAMOUNTFOR": str(amount), "FSRCBILLNO": src.number, "FSRCROWID": row["_id"],
-                    "_src": row["_id"],
-                })
+                rows.append(
+                    {
+                        "FMATERIALID": row["FMATERIALID"],
+                        "FPRICEQTY": str(remaining),
+                        "FAUXTAXPRICE": row.get("FTaxPrice"),
+                        "FTAXRATE": row.get("FEntryTaxRate"),
+                        "FALLAMOUNTFOR": str(amount),
+                        "FSRCBILLNO": src.number,
+                        "FSRCROWID": row["_id"],
+                        "_src": row["_id"],
+                    }
+                )
         if not rows:
             raise _fail(12, f"{fm.name}“{src.number}”没有可下推的分录（已全部下推）")
         h = src.head
         if fm.form_id == "SAL_OUTSTOCK":
             head = {
-                "FDATE": h.get("FDate"), "FCUSTOMERID": h.get("FSettleID") or h.get("FCustomerID"),
-                "FCURRENCYID": h.get("FSettleCurrID"), "FSETTLEORGID": h.get("FSaleOrgId"),
-                "FSALEORGID": h.get("FSaleOrgId"), "FPAYORGID": h.get("FSaleOrgId"), "FISTAX": True,
+                "FDATE": h.get("FDate"),
+                "FCUSTOMERID": h.get("FSettleID") or h.get("FCustomerID"),
+                "FCURRENCYID": h.get("FSettleCurrID"),
+                "FSETTLEORGID": h.get("FSaleOrgId"),
+                "FSALEORGID": h.get("FSaleOrgId"),
+                "FPAYORGID": h.get("FSaleOrgId"),
+                "FISTAX": True,
                 "FSetAccountType": "1",
             }
         else:
             head = {
-                "FDATE": h.get("FDATE"), "FCUSTOMERID": h.get("FCUSTOMERID"), "FSETTLEORGID": h.get("FSETTLEORGID"),
+                "FDATE": h.get("FDATE"),
+                "FCUSTOMERID": h.get("FCUSTOMERID"),
+                "FSETTLEORGID": h.get("FSETTLEORGID"),
                 "FCURRENCYID": h.get("FCURRENCYID"),
             }
         now = self.clock()
-        doc = Doc(0, target.form_id, self._auto_number(target), "A",
-                  {"head": head, "entities": {target.entities[0].key: rows}}, now, now)
+        doc = Doc(
+            0,
+            target.form_id,
+            self._auto_number(target),
+            "A",
+            {"head": head, "entities": {target.entities[0].key: rows}},
+            now,
+            now,
+        )
         self._defaults_and_required(target, doc, True)
         self._compute(target, doc)
         self._assign_entry_ids(doc)
@@ -740,8 +810,11 @@ class Engine:
             out[fd.key[1:]] = self._view_value(fd, doc.head.get(fd.key))
         for entity in fm.entities:
             out[entity.view_name] = [
-                {"Id": row["_id"], "Seq": row["_seq"],
-                 **{fd.key[1:]: self._view_value(fd, row.get(fd.key)) for fd in entity.fields}}
+                {
+                    "Id": row["_id"],
+                    "Seq": row["_seq"],
+                    **{fd.key[1:]: self._view_value(fd, row.get(fd.key)) for fd in entity.fields},
+                }
                 for row in doc.entries(entity.key)
             ]
         return out

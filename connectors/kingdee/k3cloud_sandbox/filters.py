@@ -23,8 +23,18 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"and", "or", "not", "like", "in", "is", "null"}
 # Operator codes of the array form seen in client code (67 equality, 21 greater-than) plus literals.
-ARRAY_COMPARE = {"67": "=", "21": ">", "=": "=", "<>": "<>", "!=": "<>", ">": ">", ">=": ">=", "<": "<",
-                 "<=": "<=", "like": "like"}
+ARRAY_COMPARE = {
+    "67": "=",
+    "21": ">",
+    "=": "=",
+    "<>": "<>",
+    "!=": "<>",
+    ">": ">",
+    ">=": ">=",
+    "<": "<",
+    "<=": "<=",
+    "like": "like",
+}
 
 
 class FilterSyntaxError(ValueError):
@@ -46,7 +56,7 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise FilterSyntaxError(f"cannot read FilterString at position {pos}: {text[pos:pos + 20]!r}")
+            raise FilterSyntaxError(f"cannot read FilterString at position {pos}: {text[pos : pos + 20]!r}")
         pos = match.end()
         if match.group("str") is not None:
             raw = match.group("str")
@@ -76,7 +86,9 @@ class _Parser:
         token = self.peek()
         if token is None or (kind and token[0] != kind) or (value is not None and token[1] != value):
             want = value or kind or "more input"
-            raise FilterSyntaxError(f"expected {want} at token {self.pos + 1}, found {token[1] if token else 'end'}")
+            raise FilterSyntaxError(
+                f"expected {want} at token {self.pos + 1}, found {token[1] if token else 'end'}"
+            )
         self.pos += 1
         return token
 
@@ -156,7 +168,9 @@ def from_array(items: list[Any]) -> str:
             raise FilterSyntaxError(f"unsupported Compare code {lowered.get('compare')!r}")
         value = lowered.get("value", "")
         literal = "'" + str(value).replace("'", "''") + "'"
-        parts.append(f"{lowered.get('left') or ''}{lowered['fieldname']} {op} {literal}{lowered.get('right') or ''}")
+        parts.append(
+            f"{lowered.get('left') or ''}{lowered['fieldname']} {op} {literal}{lowered.get('right') or ''}"
+        )
         if i < len(items) - 1:
             parts.append("or" if str(lowered.get("logic", "0")).strip().lower() in ("1", "or") else "and")
     return " ".join(parts)
@@ -228,7 +242,11 @@ def evaluate(node: Node | None, get: Callable[[str], Any]) -> bool:
     left, right = pair
     try:
         return {
-            "=": left == right, "<>": left != right, ">": left > right, ">=": left >= right, "<": left < right,
+            "=": left == right,
+            "<>": left != right,
+            ">": left > right,
+            ">=": left >= right,
+            "<": left < right,
             "<=": left <= right,
         }[args[1]]
     except TypeError:

@@ -85,7 +85,9 @@ def _ref(key: str, label: str, target: str, required: bool = False, default: str
     return FieldDef(key, "ref", label, target=target, required=required, default=default)
 
 
-def _base(form_id: str, name: str, pk_alias: str, *extra: FieldDef, sub_heads: tuple[str, ...] = ()) -> FormDef:
+def _base(
+    form_id: str, name: str, pk_alias: str, *extra: FieldDef, sub_heads: tuple[str, ...] = ()
+) -> FormDef:
     head = (
         FieldDef("FNumber", "text", "编码", required=True),
         FieldDef("FName", "text", "名称", required=True),
@@ -109,9 +111,15 @@ def _register(*forms: FormDef) -> None:
 
 _register(
     FormDef(
-        ORG, "组织机构", "base", "FNumber",
-        (FieldDef("FNumber", "text", "编码", required=True), FieldDef("FName", "text", "名称", required=True),
-         FieldDef("FForbidStatus", "text", "禁用状态", default="A")),
+        ORG,
+        "组织机构",
+        "base",
+        "FNumber",
+        (
+            FieldDef("FNumber", "text", "编码", required=True),
+            FieldDef("FName", "text", "名称", required=True),
+            FieldDef("FForbidStatus", "text", "禁用状态", default="A"),
+        ),
         pk_alias="FOrgID",
     ),
     _base("BD_UNIT", "计量单位", "FUNITID"),
@@ -119,13 +127,19 @@ _register(
     _base("BD_StockStatus", "库存状态", "FStockStatusId"),
     _base("BOS_BillType", "单据类型", "FBILLTYPEID", FieldDef("FBillFormID", "text", "单据")),
     _base(
-        "BD_Customer", "客户", "FCUSTID",
-        FieldDef("FShortName", "text", "简称"), FieldDef("FTaxRegisterCode", "text", "纳税登记号"),
+        "BD_Customer",
+        "客户",
+        "FCUSTID",
+        FieldDef("FShortName", "text", "简称"),
+        FieldDef("FTaxRegisterCode", "text", "纳税登记号"),
         _ref("FTRADINGCURRID", "结算币别", "BD_Currency"),
     ),
     _base(
-        "BD_MATERIAL", "物料", "FMATERIALID",
-        FieldDef("FSpecification", "text", "规格型号"), FieldDef("FErpClsID", "text", "物料属性", default="1"),
+        "BD_MATERIAL",
+        "物料",
+        "FMATERIALID",
+        FieldDef("FSpecification", "text", "规格型号"),
+        FieldDef("FErpClsID", "text", "物料属性", default="1"),
         _ref("FBaseUnitId", "基本单位", "BD_UNIT", default="Pcs"),
         sub_heads=("SubHeadEntity",),  # the base unit travels in a sub-head object on the wire
     ),
@@ -134,7 +148,10 @@ _register(
 
 _register(
     FormDef(
-        "SAL_OUTSTOCK", "销售出库单", "bill", "FBillNo",
+        "SAL_OUTSTOCK",
+        "销售出库单",
+        "bill",
+        "FBillNo",
         (
             _ref("FBillTypeID", "单据类型", "BOS_BillType", default="XSCKD01_SYS"),
             FieldDef("FBillNo", "text", "单据编号"),
@@ -153,7 +170,8 @@ _register(
         ),
         entities=(
             EntityDef(
-                "FEntity", "明细信息",
+                "FEntity",
+                "明细信息",
                 (
                     _ref("FMaterialId", "物料编码", "BD_MATERIAL", required=True),
                     _ref("FUnitID", "库存单位", "BD_UNIT", default="Pcs"),
@@ -178,7 +196,10 @@ _register(
         default_bill_type="XSCKD01_SYS",
     ),
     FormDef(
-        "AR_receivable", "应收单", "bill", "FBillNo",
+        "AR_receivable",
+        "应收单",
+        "bill",
+        "FBillNo",
         (
             _ref("FBillTypeID", "单据类型", "BOS_BillType", default="YSD01_SYS"),
             FieldDef("FBillNo", "text", "单据编号"),
@@ -200,7 +221,8 @@ _register(
         ),
         entities=(
             EntityDef(
-                "FEntityDetail", "明细",
+                "FEntityDetail",
+                "明细",
                 (
                     _ref("FMATERIALID", "物料编码", "BD_MATERIAL", required=True),
                     FieldDef("FPriceQty", "decimal", "计价数量", required=True),
@@ -217,7 +239,8 @@ _register(
                 required=True,
             ),
             EntityDef(
-                "FEntityPlan", "收款计划",
+                "FEntityPlan",
+                "收款计划",
                 (FieldDef("FPAYRATE", "decimal", "应收比例%"), FieldDef("FENDDATE", "date", "到期日")),
             ),
         ),
@@ -230,7 +253,10 @@ _register(
 
 def _invoice(form_id: str, name: str, entity: str, prefix: str, bill_type: str) -> FormDef:
     return FormDef(
-        form_id, name, "bill", "FBillNo",
+        form_id,
+        name,
+        "bill",
+        "FBillNo",
         (
             _ref("FBillTypeID", "单据类型", "BOS_BillType", default=bill_type),
             FieldDef("FBillNo", "text", "单据编号"),
@@ -242,7 +268,8 @@ def _invoice(form_id: str, name: str, entity: str, prefix: str, bill_type: str) 
         ),
         entities=(
             EntityDef(
-                entity, "明细",
+                entity,
+                "明细",
                 (
                     _ref("FMATERIALID", "物料编码", "BD_MATERIAL", required=True),
                     FieldDef("FPRICEQTY", "decimal", "计价数量", required=True),
@@ -264,7 +291,10 @@ _register(
     _invoice("IV_SALESIC", "销售增值税专用发票", "FSALESICENTRY", "XSZYFP", "XSZYFP01_SYS"),
     _invoice("IV_SALESOC", "销售普通发票", "FSALESOCENTRY", "XSPTFP", "XSPTFP01_SYS"),
     FormDef(
-        "STK_Inventory", "即时库存", "derived", "FID",
+        "STK_Inventory",
+        "即时库存",
+        "derived",
+        "FID",
         (
             _ref("FMaterialId", "物料", "BD_MATERIAL"),
             _ref("FStockId", "仓库", "BD_STOCK"),

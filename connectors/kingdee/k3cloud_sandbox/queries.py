@@ -225,7 +225,9 @@ def run_query(store: Store, data: dict[str, Any]) -> tuple[list[str], list[list[
         raise QueryProblem(8, "FieldKeys不能为空")
     raw_filter = ci(data, "FilterString") or ""
     try:
-        tree = filters.parse(filters.from_array(raw_filter) if isinstance(raw_filter, list) else str(raw_filter))
+        tree = filters.parse(
+            filters.from_array(raw_filter) if isinstance(raw_filter, list) else str(raw_filter)
+        )
     except filters.FilterSyntaxError as exc:
         raise QueryProblem(8, f"FilterString语法错误：{exc}") from None
     order = _order(ci(data, "OrderString"))
@@ -233,7 +235,9 @@ def run_query(store: Store, data: dict[str, Any]) -> tuple[list[str], list[list[
     columns = [resolver.column(k) for k in keys]
     filter_columns = {name.lower(): resolver.column(name) for name in filters.fields_of(tree)}
     order_columns = [(resolver.column(name), desc) for name, desc in order]
-    entities = {c.entity for c in [*columns, *filter_columns.values(), *(c for c, _ in order_columns)] if c.entity}
+    entities = {
+        c.entity for c in [*columns, *filter_columns.values(), *(c for c, _ in order_columns)] if c.entity
+    }
     if len(entities) > 1:
         raise QueryProblem(8, f"不支持同时查询多个单据体：{', '.join(sorted(entities))}")
     entity = next(iter(entities), None)

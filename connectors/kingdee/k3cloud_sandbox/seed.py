@@ -18,12 +18,26 @@ DEFAULT_PASSWORD = "Sandbox#2052"
 DEFAULT_CLIENT_ID = "230001"
 
 _CUSTOMER_NAMES = (
-    "苏州精工机械有限公司", "宁波恒达模具厂", "东莞联合电子有限公司", "佛山宏图五金制品厂", "温州瑞丰阀门有限公司",
-    "无锡新泰纺织机械厂", "台州永兴汽配有限公司", "常州华锐电机有限公司", "青岛海晟橡胶制品厂", "厦门鼎盛包装材料公司",
+    "苏州精工机械有限公司",
+    "宁波恒达模具厂",
+    "东莞联合电子有限公司",
+    "佛山宏图五金制品厂",
+    "温州瑞丰阀门有限公司",
+    "无锡新泰纺织机械厂",
+    "台州永兴汽配有限公司",
+    "常州华锐电机有限公司",
+    "青岛海晟橡胶制品厂",
+    "厦门鼎盛包装材料公司",
 )
 _MATERIALS = (
-    ("轴承", "6204-2RS"), ("齿轮", "M2 Z40"), ("法兰", "DN50 PN16"), ("螺栓", "M12x60 8.8级"),
-    ("密封圈", "NBR 50x3"), ("电机", "YE3-90L-4 1.5kW"), ("阀门", "Q41F-16C DN25"), ("链条", "08B-1"),
+    ("轴承", "6204-2RS"),
+    ("齿轮", "M2 Z40"),
+    ("法兰", "DN50 PN16"),
+    ("螺栓", "M12x60 8.8级"),
+    ("密封圈", "NBR 50x3"),
+    ("电机", "YE3-90L-4 1.5kW"),
+    ("阀门", "Q41F-16C DN25"),
+    ("链条", "08B-1"),
 )
 
 
@@ -44,7 +58,9 @@ def credentials_for(seed: int) -> Credentials:
     # An AppId is "<clientId>_<32 base64 chars>" (24 random bytes), like the ones Kingdee issues.
     blob = base64.b64encode(digest[:24]).decode("ascii")
     app_secret = hashlib.sha256(digest).hexdigest()[:32]
-    return Credentials(DEFAULT_ACCT_ID, DEFAULT_USER, DEFAULT_PASSWORD, f"{DEFAULT_CLIENT_ID}_{blob}", app_secret)
+    return Credentials(
+        DEFAULT_ACCT_ID, DEFAULT_USER, DEFAULT_PASSWORD, f"{DEFAULT_CLIENT_ID}_{blob}", app_secret
+    )
 
 
 @dataclass(frozen=True)

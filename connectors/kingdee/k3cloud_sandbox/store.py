@@ -146,7 +146,12 @@ class Store:
         if row is None:
             return None
         return Doc(
-            row["fid"], row["form_id"], row["number"], row["status"], json.loads(row["body"]), row["created"],
+            row["fid"],
+            row["form_id"],
+            row["number"],
+            row["status"],
+            json.loads(row["body"]),
+            row["created"],
             row["modified"],
         )
 
@@ -178,7 +183,8 @@ class Store:
     def find_docs(self, form_id: str, number: str) -> list[Doc]:
         """Documents of a form with this number, oldest first (bill numbers compare case-insensitively)."""
         rows = self.execute(
-            "SELECT * FROM docs WHERE form_id = ? AND lower(number) = lower(?) ORDER BY fid", (form_id, number)
+            "SELECT * FROM docs WHERE form_id = ? AND lower(number) = lower(?) ORDER BY fid",
+            (form_id, number),
         ).fetchall()
         return [d for d in (self._doc(r) for r in rows) if d is not None]
 
@@ -273,7 +279,7 @@ class Store:
         self.execute("UPDATE sessions SET alive = 0 WHERE sid = ?", (sid,))
 
     def kill_all_sessions(self) -> int:
-        """"IIS recycle": every session dies; returns how many were alive."""
+        """ "IIS recycle": every session dies; returns how many were alive."""
         return self.execute("UPDATE sessions SET alive = 0 WHERE alive = 1").rowcount
 
     # -- ledger and repeat guard ------------------------------------------------------------

@@ -168,7 +168,11 @@ def stringify(payload: Any) -> Any:
     for key, value in payload.items():
         if key == "IsSuccess" and isinstance(value, bool):
             out[key] = "true" if value else "false"
-        elif key in ("ErrorCode", "MsgCode", "DIndex", "Id") and isinstance(value, int) and not isinstance(value, bool):
+        elif (
+            key in ("ErrorCode", "MsgCode", "DIndex", "Id")
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+        ):
             out[key] = "" if key == "ErrorCode" and value == 0 else str(value)
         else:
             out[key] = stringify(value)
