@@ -8,6 +8,7 @@ whole vocabulary regardless, because any record may carry any of those values to
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping as AnyMapping
 from dataclasses import dataclass, field
 
 from hub.errors import ConfigError
@@ -29,7 +30,9 @@ class CoverageReport:
         return not self.gaps and not self.unknown_tables
 
 
-def find_gaps(mapping: Mapping, values_in_use: dict[str, Iterable[object]] | None = None) -> CoverageReport:
+def find_gaps(
+    mapping: Mapping, values_in_use: AnyMapping[str, Iterable[object]] | None = None
+) -> CoverageReport:
     """Which values in use (plus closed vocabularies) ``mapping`` cannot translate."""
     values_in_use = values_in_use or {}
     gaps: dict[str, list[str]] = {}
@@ -44,7 +47,7 @@ def find_gaps(mapping: Mapping, values_in_use: dict[str, Iterable[object]] | Non
 
 
 def check_coverage(
-    mapping: Mapping, values_in_use: dict[str, set[str]] | None = None, *, where: str = ""
+    mapping: Mapping, values_in_use: AnyMapping[str, Iterable[object]] | None = None, *, where: str = ""
 ) -> CoverageReport:
     """Refuse (``ConfigError``) a mapping version that leaves a value in use without a target.
 

@@ -79,7 +79,8 @@ def check_model_mappings(
         if mapping.direction != stream_direction or (entity and mapping.entity != entity):
             raise ConfigError(
                 f"{where}: mapping {mapping.key} is a {mapping.direction} mapping of {mapping.entity}, "
-                f"but stream {stream!r} is a {stream_direction} of {entity}; pick a mapping made for this stream.",
+                f"but stream {stream!r} is a {stream_direction} of {entity}; "
+                "pick a mapping made for this stream.",
                 context={**here, "mapping": mapping.key},
             )
         try:

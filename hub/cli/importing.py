@@ -18,13 +18,14 @@ from rich.table import Table
 
 from hub.cli.main import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEMS, EXIT_UNREACHABLE
 from hub.cli.templates import print_error
+from hub.config.models.files import CustomerSheet
 from hub.errors import ConfigError, HubError
 
 app = typer.Typer(help="Import the sheets teams keep today.", no_args_is_help=True)
 console = Console()
 
 
-def _sheet_layout(template: str, connection: str | None, config: Path | None):  # type: ignore[no-untyped-def]
+def _sheet_layout(template: str, connection: str | None, config: Path | None) -> CustomerSheet:
     """The CustomerSheet layout: from a hub.yaml connection, else from a template (name or file)."""
     from hub.config.models import ExcelCustomersTemplate
     from hub.config.project import load_project

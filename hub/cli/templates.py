@@ -49,7 +49,7 @@ def list_templates(as_json: bool = typer.Option(False, "--json", help="Machine-r
     """List the shipped templates."""
     from hub.config.templates import load_template, template_paths
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, path in template_paths().items():
         try:
             model = load_template(path).model

@@ -129,7 +129,7 @@ def config_error_from_validation(
             path = (*path, str(error.get("ctx", {}).get("discriminator", "kind")).strip("'"))
         position = locate((*prefix, *path))
         where = f"{position.file}:{position.line}" if position else file
-        text = f"{where}: {dotted((*prefix, *path))}: {_friendly(error, path, root_type, data)}"
+        text = f"{where}: {dotted((*prefix, *path))}: {_friendly(dict(error), path, root_type, data)}"
         if text not in lines:
             lines.append(text)
         if not first:

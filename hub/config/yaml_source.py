@@ -58,7 +58,7 @@ class _HubSafeLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, list | dict):
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping",
@@ -74,7 +74,7 @@ class _HubSafeLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
             seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
+        return super().construct_mapping(node, deep=deep)
 
 
 def _pos(file: str, node: yaml.Node) -> Position:
@@ -135,15 +135,15 @@ def parse_yaml(text: str, *, file: str) -> YamlDocument:
     positions: dict[PathKey, Position] = {}
     try:
         # Compose first (no objects are built, tags are not acted on) so positions exist for errors.
-        node = loader.get_single_node()  # type: ignore[no-untyped-call]
+        node = loader.get_single_node()
         if node is not None:
             positions[()] = _pos(file, node)
             _record(node, (), file, positions)
-        data = loader.construct_document(node) if node is not None else None  # type: ignore[no-untyped-call]
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise _yaml_error(file, exc, positions) from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     return YamlDocument(file=file, data=data, positions=positions)
 
 

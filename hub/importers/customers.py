@@ -139,6 +139,16 @@ def plan(rows: list[SheetRow], results: dict[int, RowResult]) -> list[_Candidate
     return ordered
 
 
+def _shared_names(candidates: list[_Candidate]) -> set[str]:
+    """Normalised names carried by more than one candidate (e.g. a branch, or a row without a code)."""
+    from collections import Counter
+
+    from crm_core.customers import normalize_name
+
+    counts = Counter(normalize_name(c.name) for c in candidates)
+    return {name for name, n in counts.items() if n > 1}
+
+
 def _upsert(session: Session, candidate: _Candidate, source: str) -> tuple[str, str]:
     from crm_core.customers import upsert_customer
 
@@ -148,7 +158,11 @@ def _upsert(session: Session, candidate: _Candidate, source: str) -> tuple[str, 
         credit_code=candidate.credit_code,
         tier=candidate.tier,
         source=source,
-        **candidate.values,
+        industry=candidate.values.get("industry"),
+        scale=candidate.values.get("scale"),
+        province=candidate.values.get("province"),
+        region=candidate.values.get("region"),
+        owner=candidate.values.get("owner"),
     )
     return customer.code, outcome
 
@@ -176,17 +190,105 @@ def _refuse(candidate: _Candidate, reason: str, results: dict[int, RowResult]) -
         )
 
 
+def _existing_keys(session: Session, batch: list[_Candidate]) -> tuple[set[str], set[str]]:
+    """Credit codes and normalised names of ``batch`` that the store already has (a few IN queries)."""
+    from crm_core.customers import normalize_name
+    from crm_core.models import Customer
+
+    codes = [c.credit_code for c in batch if c.credit_code]
+    names = [normalize_name(c.name) for c in batch]
+    found_codes: set[str] = set()
+    found_names: set[str] = set()
+    for start in range(0, len(codes), 1000):
+        chunk = codes[start : start + 1000]
+        found_codes.update(
+            session.scalars(sa.select(Customer.credit_code).where(Customer.credit_code.in_(chunk)))
+        )
+    for start in range(0, len(names), 1000):
+        chunk = names[start : start + 1000]
+        found_names.update(
+            session.scalars(sa.select(Customer.normalized_name).where(Customer.normalized_name.in_(chunk)))
+        )
+    return found_codes, found_names
+
+
+def _reserve_codes(session: Session, count: int) -> list[str]:
+    """``count`` consecutive customer codes in one statement (``next_value`` would take one per customer).
+
+    Same counter row and locking as :func:`crm_core.numbering.next_value`, bumped by ``count`` at once;
+    a rolled-back batch gives its numbers back exactly like ``next_value``.
+    """
+    from crm_core.numbering import NumberSequence, next_value
+
+    if count == 0:
+        return []
+    first = next_value(session, "C")  # creates the counter row when missing
+    last = first
+    if count > 1:
+        last = int(
+            session.execute(
+                sa.update(NumberSequence)
+                .where(NumberSequence.prefix == "C", NumberSequence.year == 0)
+                .values(last_value=NumberSequence.last_value + (count - 1))
+                .returning(NumberSequence.last_value)
+            ).scalar_one()
+        )
+    return [f"C{n:06d}" for n in range(first, last + 1)]
+
+
+def _create(session: Session, candidate: _Candidate, code: str, source: str) -> object:
+    """A new customer, exactly as the create branch of ``upsert_customer`` builds it.
+
+    Used only for candidates the store cannot possibly match (neither their credit code nor their
+    normalised name exists, and no other row of the file shares the name), so the merge rules are not
+    bypassed; the store's flush-time invariants and outbox events still apply. A bulk
+    ``crm_core.customers.upsert_customers`` would make this unnecessary.
+    """
+    from crm_core.customers import normalize_name
+    from crm_core.models import Customer
+
+    customer = Customer(
+        code=code,
+        name=candidate.name.strip(),
+        normalized_name=normalize_name(candidate.name),
+        credit_code=candidate.credit_code,
+        tier=candidate.tier or 3,
+        source=source,
+        **candidate.values,
+    )
+    session.add(customer)
+    return customer
+
+
 def _run_batch(
-    engine: sa.Engine, batch: list[_Candidate], source: str, results: dict[int, RowResult]
+    engine: sa.Engine,
+    batch: list[_Candidate],
+    source: str,
+    results: dict[int, RowResult],
+    shared_names: set[str],
 ) -> None:
+    from crm_core.customers import normalize_name
     from crm_core.db import session_scope
 
     done: list[tuple[_Candidate, str, str]] = []
     try:
         with session_scope(engine) as session:
+            found_codes, found_names = _existing_keys(session, batch)
+            slow: list[_Candidate] = []
+            new: list[_Candidate] = []
             for candidate in batch:
+                norm = normalize_name(candidate.name)
+                if candidate.credit_code in found_codes or norm in found_names or norm in shared_names:
+                    slow.append(candidate)
+                else:
+                    new.append(candidate)
+            codes = _reserve_codes(session, len(new))
+            fresh = [(c, _create(session, c, code, source)) for c, code in zip(new, codes, strict=True)]
+            session.flush()  # one flush for all new customers (runs the store's invariants)
+            for candidate in slow:
                 code, outcome = _upsert(session, candidate, source)
                 done.append((candidate, code, outcome))
+            done.extend((candidate, customer.code, "created") for candidate, customer in fresh)  # type: ignore[attr-defined]
     except DomainError:
         # Rare: the store refused one customer. Re-run this batch with a savepoint per customer.
         with session_scope(engine) as session:
@@ -221,8 +323,9 @@ def import_customers(
     results: dict[int, RowResult] = {}
     candidates = plan(rows, results)
     total = len(candidates)
+    shared_names = _shared_names(candidates)
     for start in range(0, total, sheet.batch_size):
-        _run_batch(engine, candidates[start : start + sheet.batch_size], sheet.source, results)
+        _run_batch(engine, candidates[start : start + sheet.batch_size], sheet.source, results, shared_names)
         if progress is not None:
             progress(min(start + sheet.batch_size, total), total)
     result = ImportResult(

@@ -130,7 +130,7 @@ class TemplateBase(Strict):
     title: str = Field("", description="Human-readable name.")
     description: str = ""
     version: int = Field(1, ge=1, description="Version of the template itself.")
-    retry: RetryPolicyConfig = Field(default_factory=lambda: RetryPolicyConfig())
+    retry: RetryPolicyConfig = Field(default_factory=lambda: RetryPolicyConfig.model_validate({}))
     schedule: Schedule | None = None
 
 

@@ -79,7 +79,7 @@ class CsvDropStream(Strict):
     enabled: bool = True
     path: RelativeRemotePath = Field(description="Glob below the root, e.g. inventory/INV_*.csv")
     writes: Literal["inventory", "incoming_supply"]
-    format: TextFormat = Field(default_factory=lambda: TextFormat())
+    format: TextFormat = Field(default_factory=lambda: TextFormat.model_validate({}))
     columns: dict[NonEmpty, str] = Field(description="File header -> canonical column.")
     complete_when: CompleteWhen
     source_timezone: TimeZoneName = Field(SHANGHAI, description="Zone of naive times in the file.")

@@ -85,7 +85,12 @@ class InvoicedStatesStream(Strict):
         "HUB-{invoice_number}",
         description="Deterministic FBillNo built from invoice columns; it is how retries find a sent bill.",
     )
-    receivable_voucher: ReceivableVoucher = Field(default_factory=lambda: ReceivableVoucher())
+    stock_number: str | None = Field(
+        None, description="Warehouse (FDCStockID by its number) the outbound ships from; KIS requires one."
+    )
+    receivable_voucher: ReceivableVoucher = Field(
+        default_factory=lambda: ReceivableVoucher.model_validate({})
+    )
     mapping: MappingRef
     validation: ValidationRef
     cursor: Cursor
