@@ -27,7 +27,7 @@ def k3cloud(
         "", "--settings", help="JSON object of further knobs (see the sandbox config)."
     ),
 ) -> None:
-    """Serve a K/3 Cloud WebAPI sandbox (all four encodings, sessions and signed headers, faults) until Ctrl-C."""
+    """Serve a K/3 Cloud WebAPI sandbox (four encodings, sessions, signed headers, faults) until Ctrl-C."""
     from connectors.kingdee.k3cloud_sandbox import K3CloudSandbox
 
     try:

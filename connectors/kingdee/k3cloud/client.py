@@ -121,7 +121,7 @@ class K3CloudClient:
         elif sid:
             headers[SESSION_COOKIE] = sid
             headers["Cookie"] = f"{SESSION_COOKIE}={sid}"
-        where = {"connection": self.settings.name, "service": service, "form_id": form_id}
+        where: dict[str, Any] = {"connection": self.settings.name, "service": service, "form_id": form_id}
         try:
             response = self._http.post(
                 url,
@@ -283,7 +283,8 @@ class K3CloudClient:
             sid = self._http.cookies.get(SESSION_COOKIE)
         if not sid:
             raise PermanentError(
-                f"K/3 Cloud connection {self.settings.name!r}: {service} succeeded but returned no session id."
+                f"K/3 Cloud connection {self.settings.name!r}: {service} succeeded but returned no "
+                "session id."
             )
         register_secret(str(sid))
         self._http.cookies.clear()  # the session id is sent explicitly; avoid a stale duplicate cookie
@@ -415,7 +416,13 @@ class K3CloudClient:
                 )
 
     def save_bill(
-        self, form_id: str, model: dict[str, Any], bill_no: str, *, number_field: str = "FBillNo", **options: Any
+        self,
+        form_id: str,
+        model: dict[str, Any],
+        bill_no: str,
+        *,
+        number_field: str = "FBillNo",
+        **options: Any,
     ) -> SavedBill:
         """Save a bill exactly once, keyed by its deterministic number ``bill_no``.
 
@@ -444,7 +451,7 @@ class K3CloudClient:
                 found = self.find_bill(form_id, bill_no, number_field=number_field)
                 if found is not None:
                     log.info(
-                        "K/3 Cloud connection %r: %s %s was saved although its reply was lost; not re-sending",
+                        "K/3 Cloud connection %r: %s %s was saved although its reply was lost; not re-sent",
                         self.settings.name,
                         form_id,
                         bill_no,

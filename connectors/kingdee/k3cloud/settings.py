@@ -69,8 +69,8 @@ class K3CloudSettings:
         missing = [f for f in ("acct_id", *_REQUIRED_BY_MODE[self.auth_mode]) if not getattr(self, f)]
         if missing:
             raise ConfigError(
-                f"{where}: auth_mode {self.auth_mode!r} needs {', '.join(missing)}; set them in the connection "
-                "config (secrets as ${ENV} references)."
+                f"{where}: auth_mode {self.auth_mode!r} needs {', '.join(missing)}; set them in the "
+                "connection config (secrets as ${ENV} references)."
             )
         if self.auth_mode != "password" and "_" not in self.app_id:
             raise ConfigError(

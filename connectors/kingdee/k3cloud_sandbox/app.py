@@ -45,7 +45,8 @@ GATEWAY_PAGES = {
     "response while acting as a gateway or proxy server.</h1></body></html>",
     503: "<html><head><title>Service Unavailable</title></head><body><h1>Service Unavailable</h1>"
     "<p>HTTP Error 503. The service is unavailable.</p></body></html>",
-    504: "<html><head><title>504 - Gateway Timeout</title></head><body><h1>504 - Gateway Timeout</h1></body></html>",
+    504: "<html><head><title>504 - Gateway Timeout</title></head>"
+    "<body><h1>504 - Gateway Timeout</h1></body></html>",
 }
 THROTTLED = "接口调用次数超出限制（调用频率过高），请稍后再试"
 _QUERY_OPS = ("ExecuteBillQuery", "BillQuery")
@@ -272,7 +273,7 @@ class SandboxApp:
             decoded = decode(headers.get("Content-Type", ""), body)
         except BadRequest as exc:
             return self._business_reply(service, error_result(str(exc), 8), settings)
-        if service.startswith("AuthService.") or service.startswith("AccountService."):
+        if service.startswith(("AuthService.", "AccountService.")):
             return self._auth_service(service, decoded, headers, settings)
         with self.store.lock:
             try:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 from dataclasses import dataclass
 from email.message import Message
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from connectors.kingdee.k3cloud.signing import (
@@ -29,8 +30,10 @@ from connectors.kingdee.signing import api_signature, verify_signature
 
 from .store import Store
 
+log = logging.getLogger(__name__)
+
 SESSION_LOST = "会话信息已丢失，请重新登录"
-BAD_PASSWORD = "用户名或密码错误！"
+BAD_PASSWORD = "用户名或密码错误！"  # noqa: S105 - a message, not a password
 
 
 class NotAuthenticated(Exception):
@@ -166,7 +169,8 @@ class Authenticator:
             cookie: SimpleCookie = SimpleCookie()
             try:
                 cookie.load(raw)
-            except Exception:  # noqa: BLE001 - a malformed cookie header is just not a session
+            except CookieError:
+                log.debug("k3cloud sandbox: ignoring a malformed Cookie header")
                 continue
             if "kdservice-sessionid" in cookie:
                 return cookie["kdservice-sessionid"].value

@@ -268,9 +268,9 @@ class Engine:
                 problems.append(RowProblem(f"单据体“{entity.label}”({entity.key})至少需要一行", entity.key))
             for n, row in enumerate(rows, start=1):
                 fill(entity.fields, row, f"{entity.label}第{n}行：")
-                if fm.form_id == "SAL_OUTSTOCK" and validate and row.get("FRealQty") is not None:
-                    if Decimal(row["FRealQty"]) <= 0:
-                        problems.append(RowProblem(f"{entity.label}第{n}行：实发数量必须大于0", "FRealQty"))
+                qty = row.get("FRealQty") if fm.form_id == "SAL_OUTSTOCK" and validate else None
+                if qty is not None and Decimal(qty) <= 0:
+                    problems.append(RowProblem(f"{entity.label}第{n}行：实发数量必须大于0", "FRealQty"))
         if problems:
             raise PackageFailed(11, problems)
 
@@ -571,9 +571,10 @@ class Engine:
             after = self.store.stock_qty(*key) + delta
             if after < 0 and not allow_negative and sign < 0:
                 have = self.store.stock_qty(*key)
+                lot = f"批号“{key[2]}”" if key[2] else ""
                 problems.append(
                     RowProblem(
-                        f"第{rows_of[key]}行：物料“{key[0]}”在仓库“{key[1]}”{'批号“' + key[2] + '”' if key[2] else ''}"
+                        f"第{rows_of[key]}行：物料“{key[0]}”在仓库“{key[1]}”{lot}"
                         f"的即时库存不足（可用{have}，需要{-delta}），不允许负库存",
                         "FRealQty",
                     )

@@ -182,6 +182,14 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (2, str(value).casefold())
 
 
+def _row_getter(columns: dict[str, Column], doc: Doc, entry: dict[str, Any] | None) -> Callable[[str], Any]:
+    return lambda name: columns[name.lower()].get(doc, entry)
+
+
+def _sorter(column: Column) -> Callable[[tuple[Doc, dict[str, Any] | None]], tuple[int, Any]]:
+    return lambda row: _sort_key(column.get(row[0], row[1]))
+
+
 def derived_inventory(store: Store) -> list[Doc]:
     """``STK_Inventory`` rows built from the stock table (read-only form)."""
     by_number: dict[tuple[str, str], Doc | None] = {}
@@ -246,10 +254,10 @@ def run_query(store: Store, data: dict[str, Any]) -> tuple[list[str], list[list[
     for doc in docs:
         entries: list[dict[str, Any] | None] = list(doc.entries(entity)) if entity else [None]
         for entry in entries or [None]:
-            if filters.evaluate(tree, lambda name, d=doc, e=entry: filter_columns[name.lower()].get(d, e)):
+            if filters.evaluate(tree, _row_getter(filter_columns, doc, entry)):
                 rows.append((doc, entry))
     for column, desc in reversed(order_columns):
-        rows.sort(key=lambda r, c=column: _sort_key(c.get(r[0], r[1])), reverse=desc)
+        rows.sort(key=_sorter(column), reverse=desc)
     start = max(0, int(ci(data, "StartRow") or 0))
     limit = int(ci(data, "Limit") or 0)
     limit = MAX_LIMIT if limit <= 0 else min(limit, MAX_LIMIT)

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 DEFAULT_ACCT_ID = "64f1a2b3c4d5e6"
 DEFAULT_USER = "api_user"
-DEFAULT_PASSWORD = "Sandbox#2052"
+DEFAULT_PASSWORD = "Sandbox#2052"  # noqa: S105 - the sandbox's own login, protects nothing
 DEFAULT_CLIENT_ID = "230001"
 
 _CUSTOMER_NAMES = (

@@ -6,6 +6,7 @@ speak HTTP/2 either). Binds to 127.0.0.1 by default: the admin endpoints are una
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -150,10 +151,8 @@ class K3CloudSandbox:
         server.server_close()
         with server.connections_lock:
             for conn in list(server.connections):
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
         if self._thread is not None:
             self._thread.join(5)
         self._server = None
@@ -172,7 +171,7 @@ class K3CloudSandbox:
     @property
     def credentials(self) -> Credentials:
         """Users and app registration the sandbox accepts."""
-        return self.app.credentials  # type: ignore[no-any-return]
+        return self.app.credentials
 
     def __enter__(self) -> K3CloudSandbox:
         self.start()

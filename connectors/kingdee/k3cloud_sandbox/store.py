@@ -57,11 +57,11 @@ class Doc:
     @property
     def head(self) -> dict[str, Any]:
         """Head values by canonical field key."""
-        return self.body.setdefault("head", {})  # type: ignore[no-any-return]
+        return self.body.setdefault("head", {})
 
     def entries(self, entity: str) -> list[dict[str, Any]]:
         """Rows of one entity (each has ``_id`` and ``_seq``)."""
-        return self.body.setdefault("entities", {}).setdefault(entity, [])  # type: ignore[no-any-return]
+        return self.body.setdefault("entities", {}).setdefault(entity, [])
 
 
 class Store:
@@ -262,7 +262,8 @@ class Store:
                     (acct_id, username),
                 )
             self._db.execute(
-                "INSERT INTO sessions (sid, acct_id, username, created, last_used, alive) VALUES (?,?,?,?,?,1)",
+                "INSERT INTO sessions (sid, acct_id, username, created, last_used, alive) "
+                "VALUES (?,?,?,?,?,1)",
                 (sid, acct_id, username, now, now),
             )
 

@@ -65,7 +65,7 @@ def round2(value: Decimal) -> Decimal:
 
 
 def ref_key(value: Any) -> tuple[str | None, int | None]:
-    """(number, id) of a base-data reference: ``{"FNumber": ..}`` in any casing, ``{"FID": ..}``, text or int."""
+    """(number, id) of a reference: ``{"FNumber": ..}`` in any casing, ``{"FID": ..}``, text or int."""
     if value is None or value == "":
         return None, None
     if isinstance(value, bool):

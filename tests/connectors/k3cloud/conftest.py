@@ -74,9 +74,14 @@ MakeClient = Callable[..., K3CloudClient]
 
 @pytest.fixture
 def make_client(sandbox: K3CloudSandbox) -> MakeClient:
-    """``make_client(auth_mode="password", clock=None, **settings_overrides)``."""
+    """``make_client(auth_mode="password", clock=None, sleep=None, **settings_overrides)``."""
 
-    def make(auth_mode: str = "password", clock: Callable[[], float] | None = None, **overrides: Any) -> K3CloudClient:
+    def make(
+        auth_mode: str = "password",
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        **overrides: Any,
+    ) -> K3CloudClient:
         creds = sandbox.credentials
         uses_app = auth_mode != "password"
         kwargs: dict[str, Any] = {
@@ -94,8 +99,8 @@ def make_client(sandbox: K3CloudSandbox) -> MakeClient:
             "retry": FAST_RETRY,
         }
         kwargs.update(overrides)
-        extra = {"clock": clock} if clock else {}
-        return K3CloudClient(K3CloudSettings(**kwargs), **extra)
+        extra: dict[str, Any] = {"clock": clock} if clock else {}
+        return K3CloudClient(K3CloudSettings(**kwargs), sleep=sleep, **extra)
 
     return make
 

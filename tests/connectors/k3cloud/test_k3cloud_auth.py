@@ -90,14 +90,26 @@ def test_tampered_api_signature_is_refused(sandbox: K3CloudSandbox) -> None:
     from connectors.kingdee.k3cloud.signing import k3_signed_headers
 
     creds = sandbox.credentials
-    url = sandbox.base_url + "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc"
+    url = (
+        sandbox.base_url + "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc"
+    )
     headers = k3_signed_headers(
-        url=url, app_id=creds.app_id, app_secret=creds.app_secret, acct_id=creds.acct_id,
-        username=creds.username, lcid=2052, org_number="100", timestamp=int(time.time()),
+        url=url,
+        app_id=creds.app_id,
+        app_secret=creds.app_secret,
+        acct_id=creds.acct_id,
+        username=creds.username,
+        lcid=2052,
+        org_number="100",
+        timestamp=int(time.time()),
     )
     headers["X-Api-Signature"] = headers["X-Api-Signature"][:-4] + "AAA="
-    reply = requests.post(url, json={"data": {"FormId": "BD_Currency", "FieldKeys": "FNumber"}}, headers=headers,
-                          timeout=(2, 10)).json()
+    reply = requests.post(
+        url,
+        json={"data": {"FormId": "BD_Currency", "FieldKeys": "FNumber"}},
+        headers=headers,
+        timeout=(2, 10),
+    ).json()
     status = reply[0][0]["Result"]["ResponseStatus"]
     assert status["MsgCode"] == 1 and "X-Api-Signature" in status["Errors"][0]["Message"]
 
@@ -128,7 +140,9 @@ def test_absolute_expiry_and_recycle_and_login_elsewhere(make_client: MakeClient
     assert stats["not_authenticated"] == 3
 
 
-def test_session_that_stays_lost_gives_auth_error_after_one_relogin(make_client: MakeClient, admin: Admin) -> None:
+def test_session_that_stays_lost_gives_auth_error_after_one_relogin(
+    make_client: MakeClient, admin: Admin
+) -> None:
     client = make_client()
     client.execute_bill_query(CUSTOMERS)
     admin.script({"service": "ExecuteBillQuery", "fault": "session_lost", "count": 2})
@@ -137,7 +151,9 @@ def test_session_that_stays_lost_gives_auth_error_after_one_relogin(make_client:
     assert admin.stats()["calls:AuthService.ValidateUser"] == 2
 
 
-def test_session_lost_mid_batch_is_recovered_without_duplicates(make_client: MakeClient, admin: Admin) -> None:
+def test_session_lost_mid_batch_is_recovered_without_duplicates(
+    make_client: MakeClient, admin: Admin
+) -> None:
     client = make_client(batch_size=3)
     models = [outstock(f"MID-{i:02d}") for i in range(9)]
     # The second of three BatchSave calls finds every session killed (IIS recycle mid-batch).

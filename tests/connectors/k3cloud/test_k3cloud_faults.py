@@ -26,8 +26,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_throttled_calls_back_off_and_succeed(make_client: MakeClient, admin: Admin) -> None:
     slept: list[float] = []
-    client = make_client()
-    client._retrying.sleep = lambda s: (slept.append(s), time.sleep(s))  # type: ignore[method-assign]  # noqa: SLF001
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    client = make_client(sleep=sleep)
     client.execute_bill_query(CUSTOMERS)
     admin.script({"service": "ExecuteBillQuery", "fault": "throttle", "count": 2})
     assert len(client.execute_bill_query(CUSTOMERS)) == 11
@@ -37,7 +41,9 @@ def test_throttled_calls_back_off_and_succeed(make_client: MakeClient, admin: Ad
 
 def test_token_bucket_throttles_per_caller(make_client: MakeClient, admin: Admin) -> None:
     admin.set(throttle={"rate": 0.0, "burst": 2})  # never refills: the third call is over the limit
-    client = make_client("signed_headers", retry=RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.05))
+    client = make_client(
+        "signed_headers", retry=RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.05)
+    )
     client.execute_bill_query(CUSTOMERS)
     client.execute_bill_query(CUSTOMERS)
     with pytest.raises(RateLimitedError, match="MsgCode 14"):
@@ -50,7 +56,9 @@ def test_throttle_mode_503_is_transient(make_client: MakeClient, admin: Admin) -
     admin.set(throttle={"mode": "http503", "slow_seconds": 0.1})
     admin.script({"service": "*", "fault": "throttle", "count": 1, "skip": 1})
     client = make_client()
-    assert len(client.execute_bill_query(CUSTOMERS)) == 11  # login passes, the query is slowed then 503, retried
+    assert (
+        len(client.execute_bill_query(CUSTOMERS)) == 11
+    )  # login passes, the query is slowed then 503, retried
     assert admin.stats()["throttled"] == 1
 
 
@@ -75,8 +83,14 @@ def test_unreachable_server_is_transient_and_named(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = K3CloudSettings(
-        name="erp-down", base_url=f"http://127.0.0.1:{port}/K3Cloud", auth_mode="password", acct_id="x",
-        username="u", password="secret-pw-1", connect_timeout=1, retry=RetryPolicy(max_attempts=1),
+        name="erp-down",
+        base_url=f"http://127.0.0.1:{port}/K3Cloud",
+        auth_mode="password",
+        acct_id="x",
+        username="u",
+        password="secret-pw-1",
+        connect_timeout=1,
+        retry=RetryPolicy(max_attempts=1),
     )
     with pytest.raises(TransientError, match="erp-down.*refused"):
         K3CloudClient(settings).check()
@@ -84,10 +98,19 @@ def test_unreachable_server_is_transient_and_named(tmp_path: Path) -> None:
 
 def test_bad_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="needs password"):
-        K3CloudSettings(name="e", base_url="http://h/K3Cloud/", auth_mode="password", acct_id="a", username="u")
+        K3CloudSettings(
+            name="e", base_url="http://h/K3Cloud/", auth_mode="password", acct_id="a", username="u"
+        )
     with pytest.raises(ConfigError, match="app_id"):
-        K3CloudSettings(name="e", base_url="http://h/K3Cloud/", auth_mode="sign", acct_id="a", username="u",
-                        app_id="noseparator", app_secret="s")
+        K3CloudSettings(
+            name="e",
+            base_url="http://h/K3Cloud/",
+            auth_mode="sign",
+            acct_id="a",
+            username="u",
+            app_id="noseparator",
+            app_secret="s",
+        )
 
 
 def test_random_faults_are_deterministic_by_seed(tmp_path: Path) -> None:
@@ -104,16 +127,23 @@ def test_state_survives_restart_and_seed_fixes_base_data(tmp_path: Path) -> None
     path = tmp_path / "k3.sqlite"
     with K3CloudSandbox(path, seed=3) as sb:
         creds = sb.credentials
-        client = K3CloudClient(K3CloudSettings(
-            name="erp", base_url=sb.base_url, auth_mode="password", acct_id=creds.acct_id,
-            username=creds.username, password=creds.password,
-        ))
+        client = K3CloudClient(
+            K3CloudSettings(
+                name="erp",
+                base_url=sb.base_url,
+                auth_mode="password",
+                acct_id=creds.acct_id,
+                username=creds.username,
+                password=creds.password,
+            )
+        )
         names = client.execute_bill_query(CUSTOMERS)
         client.save_bill("BD_Customer", {"FName": "新客户有限公司"}, "C777", number_field="FNumber")
     with K3CloudSandbox(path) as again:  # the file's seed (3) wins over the default
         assert again.credentials == creds
         rows = requests.post(
-            again.base_url + "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc",
+            again.base_url
+            + "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc",
             json={"data": {"FormId": "BD_Customer", "FieldKeys": "FNumber,FName", "OrderString": "FNumber"}},
             headers={"X-Kd-Appkey": "missing"},
             timeout=(2, 10),
@@ -121,10 +151,16 @@ def test_state_survives_restart_and_seed_fixes_base_data(tmp_path: Path) -> None
         assert rows[0][0]["Result"]["ResponseStatus"]["MsgCode"] == 1
     with K3CloudSandbox(tmp_path / "other.sqlite", seed=3) as twin:
         assert twin.credentials == creds
-        twin_client = K3CloudClient(K3CloudSettings(
-            name="erp", base_url=twin.base_url, auth_mode="password", acct_id=creds.acct_id,
-            username=creds.username, password=creds.password,
-        ))
+        twin_client = K3CloudClient(
+            K3CloudSettings(
+                name="erp",
+                base_url=twin.base_url,
+                auth_mode="password",
+                acct_id=creds.acct_id,
+                username=creds.username,
+                password=creds.password,
+            )
+        )
         assert twin_client.execute_bill_query(CUSTOMERS) == names
         assert twin_client.find_bill("BD_Customer", "C777", number_field="FNumber") is None
 
@@ -150,7 +186,10 @@ def test_sandbox_starts_from_the_command_line(tmp_path: Path, argv: list[str]) -
     state = tmp_path / "cli.sqlite"
     proc = subprocess.Popen(
         [*argv, "--port", str(port), "--state", str(state), "--seed", "4"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -163,10 +202,17 @@ def test_sandbox_starts_from_the_command_line(tmp_path: Path, argv: list[str]) -
                 assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
                 assert time.monotonic() < deadline, "sandbox did not start"
                 time.sleep(0.1)
-        client = K3CloudClient(K3CloudSettings(
-            name="erp", base_url=f"{base}/K3Cloud/", auth_mode="sign", acct_id=creds["acct_id"],
-            username=creds["username"], app_id=creds["app_id"], app_secret=creds["app_secret"],
-        ))
+        client = K3CloudClient(
+            K3CloudSettings(
+                name="erp",
+                base_url=f"{base}/K3Cloud/",
+                auth_mode="sign",
+                acct_id=creds["acct_id"],
+                username=creds["username"],
+                app_id=creds["app_id"],
+                app_secret=creds["app_secret"],
+            )
+        )
         assert client.check().rows_read == 1
     finally:
         proc.send_signal(signal.SIGINT)

@@ -12,7 +12,7 @@ from connectors.kingdee.k3cloud import BillQuerySpec, K3CloudClient
 from connectors.kingdee.k3cloud_sandbox import K3CloudSandbox
 from hub.errors import ConfigError, PermanentError
 
-from .conftest import Admin, MakeClient
+from .conftest import Admin
 from .helpers import outstock
 
 SVC = "Kingdee.BOS.WebApi.ServicesStub."
@@ -23,7 +23,9 @@ def test_paging_reaches_the_last_page_in_order(client: K3CloudClient) -> None:
     assert result.all_saved
     rows = list(client.iter_query("SAL_OUTSTOCK", ["FBillNo", "FID"], order_string="FBillNo", page_size=10))
     assert [r[0] for r in rows] == [f"P-{i:03d}" for i in range(45)]
-    exact = list(client.iter_query("SAL_OUTSTOCK", ["FBillNo"], filter_string="FBillNo < 'P-040'", page_size=10))
+    exact = list(
+        client.iter_query("SAL_OUTSTOCK", ["FBillNo"], filter_string="FBillNo < 'P-040'", page_size=10)
+    )
     assert len(exact) == 40  # a full last page is followed by one empty page, not an endless loop
 
 
@@ -33,12 +35,15 @@ def test_paging_needs_an_order(client: K3CloudClient) -> None:
 
 
 def test_filter_subset_entry_explosion_and_dotted_keys(client: K3CloudClient) -> None:
-    client.save("SAL_OUTSTOCK", outstock("F-1", lines=(("M001", "CK001", "2", "10"), ("M002", "CK002", "3", "20"))))
+    client.save(
+        "SAL_OUTSTOCK", outstock("F-1", lines=(("M001", "CK001", "2", "10"), ("M002", "CK002", "3", "20")))
+    )
     client.save("SAL_OUTSTOCK", outstock("F-2", customer="C002", lines=(("M001", "CK001", "7", "10"),)))
     keys = ("FBillNo", "FCustomerID.FNumber", "FMaterialId.FNumber", "FRealQty", "FEntity_FSeq", "FAllAmount")
     rows = client.execute_bill_query(
         BillQuerySpec(
-            "SAL_OUTSTOCK", keys,
+            "SAL_OUTSTOCK",
+            keys,
             "(FCustomerID.FNumber = 'C001' or FRealQty >= 7) and FMaterialId.FNumber in ('M001','M002') "
             "and FBillNo like 'F-%' and not FRealQty = 3",
             order_string="FBillNo desc, FEntity_FSeq",
@@ -76,12 +81,17 @@ def test_invoicing_chain_to_fully_invoiced(client: K3CloudClient, admin: Admin) 
 
     def open_amounts() -> list[list[object]]:
         return client.execute_bill_query(
-            BillQuerySpec("AR_receivable", ("FBillNo", "FSRCBILLNO", "FNOINVOICEQTY", "FNOINVOICEAMOUNT"),
-                          f"FBillNo = '{ar.number}'", "FEntityDetail_FSeq")
+            BillQuerySpec(
+                "AR_receivable",
+                ("FBillNo", "FSRCBILLNO", "FNOINVOICEQTY", "FNOINVOICEAMOUNT"),
+                f"FBillNo = '{ar.number}'",
+                "FEntityDetail_FSeq",
+            )
         )
 
     assert open_amounts() == [
-        [ar.number, "INV-OUT-1", 3, Decimal("33.90")], [ar.number, "INV-OUT-1", 2, Decimal("15.54")],
+        [ar.number, "INV-OUT-1", 3, Decimal("33.90")],
+        [ar.number, "INV-OUT-1", 2, Decimal("15.54")],
     ]
     invoice = client.push("AR_receivable", numbers=[ar.number], rule_id="IV_ReceivableToSalesIC_Entry")  # type: ignore[list-item]
     (iv,) = invoice.status.success_entities
@@ -117,7 +127,12 @@ def _login(sandbox: K3CloudSandbox) -> str:
     creds = sandbox.credentials
     reply = requests.post(
         sandbox.base_url + SVC + "AuthService.ValidateUser.common.kdsvc",
-        data={"acctID": creds.acct_id, "username": creds.username, "password": creds.password, "lcid": "2052"},
+        data={
+            "acctID": creds.acct_id,
+            "username": creds.username,
+            "password": creds.password,
+            "lcid": "2052",
+        },
         timeout=(2, 10),
     ).json()  # form-urlencoded login
     return str(reply["KDSVCSessionId"])
@@ -130,8 +145,16 @@ def test_all_four_request_encodings(sandbox: K3CloudSandbox, admin: Admin) -> No
     model = json.loads(json.dumps(outstock(), default=str))
     bodies = [
         {"json": {"formid": "SAL_OUTSTOCK", "data": {"Model": {**model, "FBillNo": "E-1"}}}},
-        {"json": {"format": 1, "useragent": "ApiClient", "rid": "1", "v": "1.0", "timestamp": "2025-03-01 10:00:00",
-                  "parameters": ["SAL_OUTSTOCK", json.dumps({"Model": {**model, "FBillNo": "E-2"}})]}},
+        {
+            "json": {
+                "format": 1,
+                "useragent": "ApiClient",
+                "rid": "1",
+                "v": "1.0",
+                "timestamp": "2025-03-01 10:00:00",
+                "parameters": ["SAL_OUTSTOCK", json.dumps({"Model": {**model, "FBillNo": "E-2"}})],
+            }
+        },
         {"json": {"FormId": "SAL_OUTSTOCK", "Data": json.dumps({"Model": {**model, "FBillNo": "E-3"}})}},
         {"data": {"formid": "SAL_OUTSTOCK", "data": json.dumps({"Model": {**model, "FBillNo": "E-4"}})}},
     ]
@@ -139,7 +162,9 @@ def test_all_four_request_encodings(sandbox: K3CloudSandbox, admin: Admin) -> No
         reply = requests.post(url, headers=headers, timeout=(2, 10), **body).json()  # type: ignore[arg-type]
         assert reply["Result"]["ResponseStatus"]["IsSuccess"] is True, reply
     # Classic query envelope with CJK escaped as \uXXXX and a lower-case service name.
-    query = json.dumps({"FormId": "BD_Customer", "FieldKeys": "FNumber", "FilterString": "FName like '%精工%'"})
+    query = json.dumps(
+        {"FormId": "BD_Customer", "FieldKeys": "FNumber", "FilterString": "FName like '%精工%'"}
+    )
     rows = requests.post(
         sandbox.base_url + SVC.lower() + "dynamicformservice.executebillquery.common.kdsvc",
         data=json.dumps({"parameters": [query]}, ensure_ascii=True),
@@ -154,8 +179,14 @@ def test_all_four_request_encodings(sandbox: K3CloudSandbox, admin: Admin) -> No
     ]
     rows = requests.post(
         sandbox.base_url + SVC + "DynamicFormService.ExecuteBillQuery.common.kdsvc",
-        json={"data": {"FormId": "BD_Customer", "FieldKeys": "FNumber", "FilterString": array_filter,
-                       "OrderString": "FNumber desc"}},
+        json={
+            "data": {
+                "FormId": "BD_Customer",
+                "FieldKeys": "FNumber",
+                "FilterString": array_filter,
+                "OrderString": "FNumber desc",
+            }
+        },
         headers=headers,
         timeout=(2, 10),
     ).json()

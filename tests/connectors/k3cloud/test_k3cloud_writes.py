@@ -26,7 +26,9 @@ def stock_of(client: K3CloudClient, material: str, stock: str = "CK001") -> Deci
 
 
 def test_save_returns_id_number_and_need_return_data(client: K3CloudClient) -> None:
-    result = client.save("SAL_OUTSTOCK", outstock("W-0001"), NeedReturnFields=["FBillNo", "FEntity.FMaterialId"])
+    result = client.save(
+        "SAL_OUTSTOCK", outstock("W-0001"), NeedReturnFields=["FBillNo", "FEntity.FMaterialId"]
+    )
     assert result.number == "W-0001" and result.id
     assert result.status.success_entities[0].number == "W-0001"
     assert result.need_return_data[0]["FBillNo"] == "W-0001"
@@ -188,7 +190,9 @@ def test_auto_submit_and_audit_and_update_by_fid(client: K3CloudClient) -> None:
         client.save("SAL_OUTSTOCK", {"FID": saved.id, "FNote": "x"}, NeedUpDateFields=["FNote"])
     draft = client.save("SAL_OUTSTOCK", outstock("UPD-1"))
     client.save("SAL_OUTSTOCK", {"FID": draft.id, "FNote": "改过"}, NeedUpDateFields=["FNote"])
-    rows = client.execute_bill_query(BillQuerySpec("SAL_OUTSTOCK", ("FNote", "FRealQty"), "FBillNo = 'UPD-1'"))
+    rows = client.execute_bill_query(
+        BillQuerySpec("SAL_OUTSTOCK", ("FNote", "FRealQty"), "FBillNo = 'UPD-1'")
+    )
     assert rows == [["改过", 5]]
 
 
