@@ -532,9 +532,9 @@ def _dates(
     text: pa.ChunkedArray, empty: np.ndarray, dialect: CsvDialect, kind: str, source: str
 ) -> tuple[pd.Series, np.ndarray, str]:
     fmt = dialect.date_format if kind == "date" else dialect.datetime_format
-    # pandas parses strictly (Arrow's strptime rolls 2024-02-30 into March and 23:59:60 into the next
-    # day). Exports repeat a few dates many times, so a low-cardinality column is parsed once per
-    # distinct string; a column of mostly distinct timestamps is parsed directly.
+    # pandas parses strictly (Arrow's strptime would roll 2024-02-30 over into March). Exports repeat
+    # a few dates many times, so a low-cardinality column is parsed once per distinct string; a column
+    # of mostly distinct timestamps is parsed directly.
     sample = text.slice(0, _SAMPLE_ROWS)
     if len(text) > _SAMPLE_ROWS and len(pc.unique(sample)) * 2 < len(sample):
         distinct = pc.unique(text)

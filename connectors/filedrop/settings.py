@@ -250,6 +250,18 @@ class CsvDialect:
             codecs.lookup(self.encoding)
         except LookupError as exc:
             raise _fail(where, f"encoding {self.encoding!r} is unknown to Python.") from exc
+        probe = self.delimiter + self.quotechar + "\n,;|0aZ"
+        try:
+            encoded = probe.encode(self.encoding).removeprefix(codecs.BOM_UTF8)  # utf-8-sig writes a BOM
+            ascii_compatible = encoded == probe.encode("ascii")
+        except UnicodeError:
+            ascii_compatible = False
+        if not ascii_compatible:
+            raise _fail(
+                where,
+                f"encoding {self.encoding!r} with delimiter {self.delimiter!r} is not ASCII-compatible; use "
+                "UTF-8, GBK, GB18030 or another encoding that writes ASCII as single bytes.",
+            )
         for name in ("delimiter", "decimal", "quotechar"):
             if len(getattr(self, name)) != 1:
                 raise _fail(where, f"{name} must be exactly one character, got {getattr(self, name)!r}.")

@@ -147,7 +147,11 @@ class _PinnedHostKeyPolicy(paramiko.RejectPolicy):
     def __init__(self, settings: SftpSettings) -> None:
         self._settings = settings
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    # The stubs type RejectPolicy.missing_host_key as never returning; this subclass returns only for
+    # the pinned fingerprint.
+    def missing_host_key(  # type: ignore[override]
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         settings = self._settings
         presented = key_fingerprint(key.asbytes())
         pinned = settings.host_key_fingerprint
@@ -256,10 +260,12 @@ class SftpDropClient:
             return None
         where = f"{settings.where}: private_key_path {settings.private_key_path}"
         try:
-            # Positional: the keyword was renamed passphrase -> password in paramiko 5.
+            # Positional: the keyword was renamed passphrase -> password in paramiko 5. Bytes: the
+            # value goes straight to cryptography, which refuses str (the stubs say str).
             passphrase = settings.private_key_passphrase
             return paramiko.PKey.from_path(
-                settings.private_key_path, passphrase.encode("utf-8") if passphrase is not None else None
+                settings.private_key_path,
+                passphrase.encode("utf-8") if passphrase is not None else None,  # type: ignore[arg-type]
             )
         except FileNotFoundError as exc:
             raise ConfigError(f"{where}: file not found; check the path in the template.") from exc
@@ -326,7 +332,9 @@ class SftpDropClient:
                 transport.set_keepalive(KEEPALIVE_SECONDS)
             sftp = client.open_sftp()
             # Every SFTP request (listing, stat, read) gives up after stall_timeout without data.
-            sftp.get_channel().settimeout(settings.stall_timeout)
+            channel = sftp.get_channel()
+            if channel is not None:
+                channel.settimeout(settings.stall_timeout)
         except BaseException:
             client.close()
             raise
