@@ -88,3 +88,7 @@ def pg_store(fresh_pg_url: str) -> Iterator[InvStore]:
     _seed(engine)
     yield InvStore(engine, fresh_pg_url)
     engine.dispose()
+
+
+# The real OpenSSH sshd and drop helpers of the SFTP connector's tests, reused as they are.
+from tests.connectors.filedrop.conftest import downloads, drop, put_file, sshd  # noqa: E402, F401
