@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import requests
-from tenacity import RetryCallState
+from tenacity import RetryCallState, Retrying
 
 from connectors.kingdee.kis.auth import KoasAuth, OpenPlatformAuth, make_auth
 from connectors.kingdee.kis.basedata import CodeIndex
@@ -74,6 +74,11 @@ class KisClient:
         self.transport = Transport(settings, self.quirks, self.session)
         self.auth: KoasAuth | OpenPlatformAuth = make_auth(settings, self.quirks, self.transport)
         self._sleep = sleep
+        # Built once (building costs more CPU than a happy-path call through it). tenacity keeps per-call
+        # state thread-local, so one object serves every worker thread; the two are never nested in
+        # themselves (lookups inside a write's retry loop use the other one).
+        self._retry_plain = self._build_retrying(unknown_outcome=False)
+        self._retry_unknown = self._build_retrying(unknown_outcome=True)
         self._stats_lock = threading.Lock()
         self.stats: dict[str, int] = {"calls": 0, "retries": 0, "auth_recoveries": 0, "lookups": 0}
         name = settings.name
@@ -106,34 +111,36 @@ class KisClient:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("retrying after attempt %d: %s", state.attempt_number, exc)
 
-    def _retrying(self, *, unknown_outcome: bool = False) -> Any:
+    def _build_retrying(self, *, unknown_outcome: bool) -> Retrying:
         policy = dataclasses.replace(self.settings.retry, retry_unknown_outcome=unknown_outcome)
         return build_retrying(policy, sleep=self._sleep, before_sleep=self._before_sleep)
 
-    def _call(self, app: str, op: str, body: Mapping[str, Any], *, write: bool = False) -> Any:
-        """One business call with auth refresh-once and transient retries; returns the envelope ``data``."""
+    def _exchange(self, app: str, op: str, body: Mapping[str, Any], *, write: bool = False) -> Any:
+        """One business exchange, refreshing credentials once on an auth error; no transient retry."""
         path = f"/koas/{app}/api/{op}"
         phase = Phase.WRITE if write else Phase.READ
-
-        def once() -> Any:
-            self._bump("calls")
+        self._bump("calls")
+        creds = self.auth.business()
+        try:
+            return self.transport.send(
+                "POST", path, phase=phase, params=creds.params, body=body, headers=creds.headers
+            )
+        except AuthError:
+            # Refresh once and try again; a second refusal is final. A refused call was not applied, so
+            # repeating a write here cannot double-post it.
+            self._bump("auth_recoveries")
+            self.auth.recover(creds.generation)
             creds = self.auth.business()
-            try:
-                return self.transport.send(
-                    "POST", path, phase=phase, params=creds.params, body=body, headers=creds.headers
-                )
-            except AuthError:
-                # Refresh once and try again; a second refusal is final. A refused call was not applied,
-                # so repeating a write here cannot double-post it.
-                self._bump("auth_recoveries")
-                self.auth.recover(creds.generation)
-                creds = self.auth.business()
-                return self.transport.send(
-                    "POST", path, phase=phase, params=creds.params, body=body, headers=creds.headers
-                )
+            return self.transport.send(
+                "POST", path, phase=phase, params=creds.params, body=body, headers=creds.headers
+            )
 
-        # Writes never retry an unknown outcome here: the caller decides after looking the bill up.
-        return self._retrying(unknown_outcome=False)(once)
+    def _call(self, app: str, op: str, body: Mapping[str, Any], *, write: bool = False) -> Any:
+        """One business call with transient retries; returns the envelope ``data``.
+
+        Writes never retry an unknown outcome here: the caller decides after looking the document up.
+        """
+        return self._retry_plain(self._exchange, app, op, body, write=write)
 
     def _pages(self, app: str, op: str, extra: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every row of a list endpoint, page by page, until the gateway says it was the last page.
@@ -342,14 +349,20 @@ class KisClient:
             if existing is not None:
                 return existing
 
+        unsure = [False]  # did an earlier attempt maybe land?
+
         def attempt() -> CreatedBill:
-            try:
-                data = self._call(self.settings.stock_app, "salesdelivery/create", body, write=True)
-            except UnknownOutcomeError:
+            if unsure[0]:
+                # Look before re-sending (after the back-off, so a slow commit has had time to show).
                 existing = self._existing(bill.bill_no, obj)
                 if existing is not None:
                     return existing
-                raise  # not there: the retry loop sends it again after a back-off
+                unsure[0] = False
+            try:
+                data = self._exchange(self.settings.stock_app, "salesdelivery/create", body, write=True)
+            except UnknownOutcomeError:
+                unsure[0] = True
+                raise  # the retry loop backs off, then looks the bill up before sending it again
             except PermanentError:
                 existing = self._existing(bill.bill_no, obj)
                 if existing is None:
@@ -357,7 +370,8 @@ class KisClient:
                 return existing
             return CreatedBill(int(data["FID"]), str(data.get("FBillNo") or bill.bill_no), True)
 
-        return self._retrying(unknown_outcome=True)(attempt)
+        # One retry loop for the whole write: transient failures before sending and unknown outcomes alike.
+        return self._retry_unknown(attempt)
 
     def _existing(self, bill_no: str, obj: Mapping[str, Any]) -> CreatedBill | None:
         """The bill already in KIS under ``bill_no``, checked to be the same document."""
@@ -432,8 +446,8 @@ class KisClient:
         An update carries the whole document, so repeating it after an unknown outcome is harmless.
         """
         obj = self._outbound_object(bill, fid=fid)
-        self._retrying(unknown_outcome=True)(
-            self._call, self.settings.stock_app, "salesdelivery/update", {"Object": obj}, write=True
+        self._retry_unknown(
+            self._exchange, self.settings.stock_app, "salesdelivery/update", {"Object": obj}, write=True
         )
 
     def delete_outbound(self, fid: int) -> None:
@@ -490,19 +504,24 @@ class KisClient:
         """
         body = {"Object": self._voucher_object(voucher)}
 
+        unsure = [False]
+
         def attempt() -> CreatedBill:
-            try:
-                data = self._call(self.settings.voucher_app, "Voucher/Create", body, write=True)
-            except UnknownOutcomeError:
+            if unsure[0]:
                 found = next(
                     iter(self.list_vouchers(voucher.date, voucher.date, reference=voucher.reference)), None
                 )
                 if found is not None and found.fid is not None:
                     return CreatedBill(found.fid, str(found.number or ""), False)
+                unsure[0] = False
+            try:
+                data = self._exchange(self.settings.voucher_app, "Voucher/Create", body, write=True)
+            except UnknownOutcomeError:
+                unsure[0] = True
                 raise
             return CreatedBill(int(data["FVoucherID"]), str(data.get("FNumber") or ""), True)
 
-        return self._retrying(unknown_outcome=True)(attempt)
+        return self._retry_unknown(attempt)
 
     def list_vouchers(
         self,
