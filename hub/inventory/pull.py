@@ -32,7 +32,10 @@ import sqlalchemy as sa
 from connectors.filedrop import SOURCE_LINE, CsvDialect, FileChangedError, FileRejectedError, read_csv_file
 from hub.inventory import columns as c
 from hub.inventory.load import FileIdentity, already_processed
+from hub.config.models import KingdeeKisTemplate
+from hub.config.models.files import CsvDropStream
 from hub.inventory.snapshot import SnapshotOutcome, ingest_snapshot, known_codes, refuse_snapshot
+from hub.inventory.sources import InventorySource, csv_dialect, sftp_settings
 from hub.inventory.validate import SnapshotPolicy
 
 if TYPE_CHECKING:
@@ -243,3 +246,60 @@ def pull_sftp(
     for path, reason in getattr(client, "waiting", []):
         report.files.append(FileResult(path, "waiting", message=reason))
     return report
+
+
+# ------------------------------------------------------------------------------------- configured sources
+
+
+def policy_for(source: InventorySource, *, max_shrink: float | None = None) -> SnapshotPolicy:
+    """The refusal policy of a configured stream: its reject threshold, and ``max_shrink`` if given."""
+    stream = source.template.streams.inventory
+    assert stream is not None  # inventory_sources only returns connections with the stream
+    # CSV drops carry their own reject_threshold; API streams use their validation's blocking threshold.
+    share = (
+        stream.reject_threshold if isinstance(stream, CsvDropStream) else stream.validation.blocking_threshold
+    )
+    defaults = SnapshotPolicy()
+    return SnapshotPolicy(
+        max_shrink=defaults.max_shrink if max_shrink is None else max_shrink, max_reject_share=float(share)
+    )
+
+
+def pull_source(
+    engine: sa.Engine,
+    source: InventorySource,
+    *,
+    local_dir: Path,
+    where: str = "hub.yaml",
+    policy: SnapshotPolicy | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> PullReport:
+    """Pull one configured connection (``kingdee_kis`` or ``erp_sftp_csv``) into the store."""
+    policy = policy or policy_for(source)
+    catalog = Catalog.from_store(engine)
+    template = source.template
+    if isinstance(template, KingdeeKisTemplate):
+        from connectors.kingdee.kis import KisClient
+        from hub.config import kis_settings
+
+        client = KisClient(kis_settings(source.name, template, where=where))
+        try:
+            report = pull_kis(engine, client, source=source.name, policy=policy, catalog=catalog)
+        finally:
+            client.close()
+        if on_file is not None:
+            for result in report.files:
+                on_file(result)
+        return report
+    from connectors.filedrop import SftpDropClient
+
+    stream = template.streams.inventory
+    assert stream is not None
+    stream_where = f"{where}: connections.{source.name}.streams.inventory"
+    settings = sftp_settings(source.name, template, stream, local_dir=local_dir / source.name, where=where)
+    dialect = csv_dialect(stream, where=stream_where)
+    with SftpDropClient(settings) as sftp:
+        sftp.remove_stale_partials()
+        return pull_sftp(
+            engine, sftp, dialect, source=source.name, policy=policy, catalog=catalog, on_file=on_file
+        )

@@ -92,3 +92,4 @@ def pg_store(fresh_pg_url: str) -> Iterator[InvStore]:
 
 # The real OpenSSH sshd and drop helpers of the SFTP connector's tests, reused as they are.
 from tests.connectors.filedrop.conftest import downloads, drop, put_file, sshd  # noqa: E402, F401
+from tests.connectors.kis.conftest import admin, make_client, make_settings, sandbox  # noqa: E402, F401

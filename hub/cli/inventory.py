@@ -1,0 +1,268 @@
+"""``hub pull inventory`` and ``hub promise``: stock into the store, and delivery promises out of it.
+
+Exit codes: 0 done; 1 a snapshot was refused (the previous one stays in force) or rows were quarantined;
+2 configuration; 3 the ERP, SFTP server or store could not be reached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.cli.main import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEMS, EXIT_UNREACHABLE
+from hub.errors import AuthError, ConfigError, HubError, InfrastructureError, TransientError
+
+console = Console()
+err_console = Console(stderr=True)
+pull_app = typer.Typer(help="Pull data from ERPs and file drops into the store.", no_args_is_help=True)
+
+SHANGHAI = "Asia/Shanghai"
+
+
+def _exit_code(exc: HubError) -> int:
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, TransientError | AuthError | InfrastructureError):
+        return EXIT_UNREACHABLE
+    return EXIT_PROBLEMS
+
+
+def _fail(exc: HubError, as_json: bool) -> typer.Exit:
+    if as_json:
+        typer.echo(
+            json.dumps({"ok": False, "error": str(exc), "type": type(exc).__name__}, ensure_ascii=False)
+        )
+    else:
+        err_console.print(f"[red]{escape(str(exc))}[/red]")
+    return typer.Exit(_exit_code(exc))
+
+
+def _today() -> dt.date:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(SHANGHAI)).date()
+
+
+# ------------------------------------------------------------------------------------------ pull inventory
+
+
+@pull_app.command("inventory")
+def pull_inventory(
+    connection: str | None = typer.Option(
+        None,
+        "--connection",
+        "-c",
+        help="Connection in hub.yaml (default: every one with an inventory stream).",
+    ),
+    max_shrink: float | None = typer.Option(
+        None,
+        min=0,
+        max=1,
+        help="Refuse a snapshot whose row count fell by more than this share (default 0.5).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Pull inventory snapshots (KIS ICInventory/List or SFTP CSV drops) into the store."""
+    from crm_core.db import hub_home, make_engine
+    from hub.config.project import load_project
+    from hub.inventory.pull import FileResult, policy_for, pull_source
+    from hub.inventory.sources import inventory_sources
+
+    reports = []
+    try:
+        project = load_project()
+        sources = inventory_sources(project, connection)
+        if not sources:
+            raise ConfigError(f"{project.path}: no connection has an enabled inventory stream.")
+        engine = make_engine()
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=as_json,
+            transient=True,
+        ) as progress:
+            for source in sources:
+                task = progress.add_task(f"{source.name}: pulling", total=None)
+
+                def on_file(result: FileResult, task: Any = task, name: str = source.name) -> None:
+                    progress.update(task, description=f"{name}: {result.path} {result.status}")
+
+                reports.append(
+                    pull_source(
+                        engine,
+                        source,
+                        local_dir=hub_home() / "downloads",
+                        where=str(project.path),
+                        policy=policy_for(source, max_shrink=max_shrink),
+                        on_file=on_file,
+                    )
+                )
+                progress.remove_task(task)
+    except HubError as exc:
+        raise _fail(exc, as_json) from exc
+
+    refused = [o for r in reports for o in r.refused]
+    rejected = sum(o.rows_rejected for r in reports for o in r.loaded)
+    if as_json:
+        out = [
+            {
+                "source": r.source,
+                "path": f.path,
+                "status": f.status,
+                "message": f.message,
+                **(
+                    {
+                        "snapshot_id": f.outcome.snapshot_id,
+                        "rows_read": f.outcome.rows_read,
+                        "rows_loaded": f.outcome.rows_loaded,
+                        "rows_rejected": f.outcome.rows_rejected,
+                        "disappeared": f.outcome.diff.disappeared_count if f.outcome.diff else None,
+                    }
+                    if f.outcome
+                    else {}
+                ),
+            }
+            for r in reports
+            for f in r.files
+        ]
+        typer.echo(json.dumps({"ok": not refused, "files": out}, ensure_ascii=False))
+    else:
+        table = Table(title="Inventory pull")
+        for column in ("source", "file / listing", "status", "loaded", "rejected", "disappeared", "note"):
+            table.add_column(column)
+        for r in reports:
+            for f in r.files:
+                o = f.outcome
+                style = {"refused": "red", "loaded": "green", "waiting": "yellow"}.get(f.status, "")
+                table.add_row(
+                    r.source,
+                    escape(f.path),
+                    f"[{style}]{f.status}[/{style}]" if style else f.status,
+                    str(o.rows_loaded) if o else "",
+                    str(o.rows_rejected) if o else "",
+                    str(o.diff.disappeared_count) if o and o.diff else "",
+                    escape(f.message[:120]),
+                )
+        console.print(table)
+        if refused:
+            err_console.print(
+                f"[red]{len(refused)} snapshot(s) refused; the previous snapshot stays in force. Alert ops.[/red]"
+            )
+        elif rejected:
+            err_console.print(f"[yellow]{rejected} row(s) quarantined; see the quarantine table.[/yellow]")
+    raise typer.Exit(EXIT_PROBLEMS if refused or rejected else EXIT_OK)
+
+
+# ------------------------------------------------------------------------------------------------ promise
+
+
+def _load_settings(path: Path | None, today: dt.date) -> Any:
+    from hub.promises import PromiseConfig
+    from hub.promises.store import promise_config_from_mapping
+
+    if path is None:
+        return PromiseConfig(today=today)
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the promise settings ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the promise settings must be a mapping of keys to values.")
+    return promise_config_from_mapping(data, today=today, where=str(path))
+
+
+def _at_risk_rows(frame: Any) -> list[dict[str, Any]]:
+    """At-risk lines as plain records: dates as YYYY-MM-DD (None when absent), numbers as numbers."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = (
+                out[column].dt.strftime("%Y-%m-%d").astype("object").where(out[column].notna(), None)
+            )
+    return [
+        {str(k): (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+        for r in out.to_dict("records")
+    ]
+
+
+def promise(
+    today: str | None = typer.Option(
+        None, help="Promise as of this day (YYYY-MM-DD; default: today in Shanghai)."
+    ),
+    settings: Path | None = typer.Option(
+        None, "--settings", help="YAML with handling/shipping days, lead time, split and calendar overrides."
+    ),
+    top: int = typer.Option(20, min=1, help="At-risk lines to list."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Compute and report, write nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Promise a delivery date to every open order and quote line, store them and queue CRM events."""
+    from crm_core.db import make_engine
+    from hub.promises.store import run_promises
+
+    try:
+        try:
+            day = dt.date.fromisoformat(today) if today else _today()
+        except ValueError:
+            raise ConfigError(f"--today {today!r} is not a date; write YYYY-MM-DD.") from None
+        config = _load_settings(settings, day)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            console=err_console,
+            disable=as_json,
+            transient=True,
+        ) as progress:
+            progress.add_task(f"promising open lines as of {day}", total=None)
+            run = run_promises(make_engine(), config, top=top, dry_run=dry_run)
+    except HubError as exc:
+        raise _fail(exc, as_json) from exc
+    s = run.summary
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "today": day.isoformat(),
+                    "lines_promised": s.lines_promised,
+                    "lines_late": s.lines_late,
+                    "made_to_order": s.made_to_order,
+                    "split": s.split,
+                    "written": run.written,
+                    "removed": run.removed,
+                    "events": run.events,
+                    "seconds": round(run.seconds, 3),
+                    "at_risk": _at_risk_rows(s.at_risk),
+                },
+                ensure_ascii=False,
+                default=str,
+            )
+        )
+        raise typer.Exit(EXIT_OK)
+    console.print(
+        f"Promised {s.lines_promised} line(s) as of {day}: [red]{s.lines_late} late[/red], "
+        f"{s.made_to_order} made to order, {s.split} split; {run.written} written, {run.removed} removed, "
+        f"{run.events} CRM event(s){' (dry run)' if dry_run else ''} in {run.seconds:.2f} s."
+    )
+    if not s.at_risk.empty:
+        table = Table(title="Most at-risk lines")
+        for column in s.at_risk.columns:
+            table.add_column(str(column))
+        for record in _at_risk_rows(s.at_risk):
+            table.add_row(*(escape(str(v)) for v in record.values()))
+        console.print(table)
+    raise typer.Exit(EXIT_OK)
