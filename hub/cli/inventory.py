@@ -156,7 +156,8 @@ def pull_inventory(
         console.print(table)
         if refused:
             err_console.print(
-                f"[red]{len(refused)} snapshot(s) refused; the previous snapshot stays in force. Alert ops.[/red]"
+                f"[red]{len(refused)} snapshot(s) refused; the previous snapshot stays in force. "
+                "Alert ops.[/red]"
             )
         elif rejected:
             err_console.print(f"[yellow]{rejected} row(s) quarantined; see the quarantine table.[/yellow]")

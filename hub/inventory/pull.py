@@ -30,10 +30,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from connectors.filedrop import SOURCE_LINE, CsvDialect, FileChangedError, FileRejectedError, read_csv_file
-from hub.inventory import columns as c
-from hub.inventory.load import FileIdentity, already_processed
 from hub.config.models import KingdeeKisTemplate
 from hub.config.models.files import CsvDropStream
+from hub.inventory import columns as c
+from hub.inventory.load import FileIdentity, already_processed
 from hub.inventory.snapshot import SnapshotOutcome, ingest_snapshot, known_codes, refuse_snapshot
 from hub.inventory.sources import InventorySource, csv_dialect, sftp_settings
 from hub.inventory.validate import SnapshotPolicy
