@@ -85,7 +85,9 @@ def create_quote(
         customer_id=opportunity.customer_id,
     )
     session.add(quote)
-    version = QuoteVersion(version=1, status="draft", quote_date=quote_date, valid_until=valid_until, region=region)
+    version = QuoteVersion(
+        version=1, status="draft", quote_date=quote_date, valid_until=valid_until, region=region
+    )
     quote.versions.append(version)  # via the parent: SQLAlchemy 2 does not cascade along backrefs
     _add_quote_lines(version, lines)
     session.flush()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -215,12 +215,13 @@ def reconcile(
         )
         session.add(run)
         session.flush()
-        session.execute(sa.insert(ReconciliationResult), [
-            {"run_id": run.id, "canonical_id": r.canonical_id, "canonical_number": r.canonical_number,
-             "bill_no": r.bill_no, "external_id": r.external_id, "status": r.status,
-             "canonical_amount": r.canonical_amount, "erp_amount": r.erp_amount, "details": r.details}
-            for r in rows
-        ] or [])  # fmt: skip
+        if rows:  # an empty parameter list would insert one row of defaults
+            session.execute(sa.insert(ReconciliationResult), [
+                {"run_id": run.id, "canonical_id": r.canonical_id, "canonical_number": r.canonical_number,
+                 "bill_no": r.bill_no, "external_id": r.external_id, "status": r.status,
+                 "canonical_amount": r.canonical_amount, "erp_amount": r.erp_amount, "details": r.details}
+                for r in rows
+            ])  # fmt: skip
         run_id = run.id
     result = Reconciliation(run_id, rows, counts)
     if out_dir is not None:
@@ -230,6 +231,18 @@ def reconcile(
             rows, out_dir / f"{stem}.xlsx", title=f"{sink.system} {date_from}~{date_to}"
         )
     return result
+
+
+def pushed_business_range(engine: sa.Engine, system: str, since: datetime, today: date) -> tuple[date, date]:
+    """Issue dates to reconcile after a push: from the oldest invoice the queue touched since ``since``
+    (a backlog may reach back weeks) to ``today``; just ``today`` when nothing was touched."""
+    with engine.connect() as conn:
+        oldest = conn.execute(
+            sa.select(sa.func.min(Invoice.issue_date))
+            .join(DeliveryQueueItem, DeliveryQueueItem.canonical_id == Invoice.id)
+            .where(DeliveryQueueItem.system == system, DeliveryQueueItem.updated_at >= since)
+        ).scalar()
+    return (min(oldest, today) if oldest else today), today
 
 
 def _cells(row: Row) -> list[object]:

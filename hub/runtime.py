@@ -48,8 +48,11 @@ def push_targets(project: Project) -> list[PushTarget]:
                 cron=schedule.cron if schedule else DEFAULT_PUSH_CRON,
                 timezone=schedule.timezone if schedule else DEFAULT_TZ,
                 settings=PushSettings(
-                    mapping=OutboundMapping(bill_no_pattern=stream.bill_number_pattern,
-                                            version=str(stream.mapping.version)),
+                    mapping=OutboundMapping(
+                        bill_no_pattern=stream.bill_number_pattern,
+                        stock_code=stream.stock_number,
+                        version=str(stream.mapping.version),
+                    ),
                     batch_size=stream.batch_size,
                     block_threshold=stream.validation.blocking_threshold,
                 ),

@@ -10,8 +10,6 @@
 Counts and amounts go to metadata, never one log line per record (P12).
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from crm_core.types import SHANGHAI, now_utc
 from hub.push.engine import PushResult, execute_push, prepare_push, queue_summary
 from hub.push.lock import LockBusy
 from hub.push.queue import due_item_ids
-from hub.reconcile import reconcile
+from hub.reconcile import pushed_business_range, reconcile
 from hub.runtime import PushTarget, open_sink
 from jobs.resources import HubResource
 
@@ -121,20 +119,17 @@ def push_definitions(target: PushTarget) -> dg.Definitions:
         key=recon_key,
         deps=[push_key],
         group_name="finance",
-        description=f"Document-by-document reconciliation of {name} for the last two days (CSV + XLSX).",
+        description=f"Document-by-document reconciliation of {name} over the dates the push touched.",
     )
     def reconciliation(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
         today = now_utc().astimezone(SHANGHAI).date()
         out_dir = Path(hub_home()) / "reports"
+        engine = hub.engine()
+        # Everything this night's push touched, and at least yesterday and today.
+        first, last = pushed_business_range(engine, name, now_utc() - timedelta(hours=20), today)
+        first = min(first, today - timedelta(days=1))
         with open_sink(hub.project(), name) as sink:
-            recon = reconcile(
-                hub.engine(),
-                sink,
-                today - timedelta(days=1),
-                today,
-                mapping=target.settings.mapping,
-                out_dir=out_dir,
-            )
+            recon = reconcile(engine, sink, first, last, mapping=target.settings.mapping, out_dir=out_dir)
         return dg.MaterializeResult(
             metadata={
                 "counts": dg.MetadataValue.json(recon.counts),

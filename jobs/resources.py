@@ -1,7 +1,5 @@
 """The Dagster resource every asset uses: where the store and the project config are."""
 
-from __future__ import annotations
-
 import dagster as dg
 import sqlalchemy as sa
 

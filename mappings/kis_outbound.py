@@ -29,8 +29,15 @@ class OutboundMapping:
     version: str = MAPPING_VERSION
 
     def bill_no(self, document: InvoiceDocument) -> str:
-        return self.bill_no_pattern.format(
-            number=document.number, invoice_number=document.invoice_number or ""
+        """The deterministic ERP bill number; the pattern may use these invoice columns."""
+        return self.bill_no_pattern.format_map(
+            {
+                "number": document.number,
+                "external_id": document.number,
+                "invoice_number": document.invoice_number or "",
+                "invoice_date": document.issue_date.strftime("%Y%m%d") if document.issue_date else "",
+                "credit_code": document.credit_code or "",
+            }
         )
 
 

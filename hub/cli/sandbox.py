@@ -11,5 +11,4 @@ import typer
 app = typer.Typer(help="Local ERP sandboxes (real HTTP on loopback, fault injection).", no_args_is_help=True)
 
 # Command modules (each does `from hub.cli.sandbox import app` and `@app.command(...)`):
-from hub.cli import sandbox_kis  # noqa: E402,F401
-from hub.cli import sandbox_k3cloud  # noqa: E402,F401
+from hub.cli import sandbox_k3cloud, sandbox_kis  # noqa: E402,F401  (register their commands)

@@ -27,8 +27,14 @@ from hub.push.queue import RetryPattern
 from hub.push.sink import KisOutboundSink
 from mappings.kis_outbound import OutboundMapping
 
-FAST_RETRY = RetryPolicy(max_attempts=12, initial_wait=0.01, max_wait=0.1, multiplier=2.0, max_elapsed=60.0,
-                         retry_unknown_outcome=True)
+FAST_RETRY = RetryPolicy(
+    max_attempts=12,
+    initial_wait=0.01,
+    max_wait=0.1,
+    multiplier=2.0,
+    max_elapsed=60.0,
+    retry_unknown_outcome=True,
+)
 # Queue retries due at once so a test can drain the queue in a few runs.
 IMMEDIATE = RetryPattern(delays={1: 0}, max_attempts=5)
 SETTINGS = PushSettings(mapping=OutboundMapping(stock_code="WH01"), retry=IMMEDIATE, batch_size=100)
@@ -57,16 +63,28 @@ def _invoices(engine: sa.Engine, product_ids: list[int]) -> Callable[..., list[i
         ids = []
         with session_scope(engine) as session:
             custs = [
-                upsert_customer(session, name=f"测试客户{i:03d}有限公司",
-                                credit_code=make_credit_code(f"9131000066{i:07d}"))[0]
+                upsert_customer(
+                    session,
+                    name=f"测试客户{i:03d}有限公司",
+                    credit_code=make_credit_code(f"9131000066{i:07d}"),
+                )[0]
                 for i in range(customers)
             ]
             for _ in range(count):
                 n = counter["n"] = counter["n"] + 1
-                lines = [LineInput(pids[(n + k) % len(pids)], Decimal(1 + (n * 7 + k) % 50),
-                                   Decimal("0.85") + Decimal(k), Decimal("0.13")) for k in range(1 + n % 3)]
+                lines = [
+                    LineInput(
+                        pids[(n + k) % len(pids)],
+                        Decimal(1 + (n * 7 + k) % 50),
+                        Decimal("0.85") + Decimal(k),
+                        Decimal("0.13"),
+                    )
+                    for k in range(1 + n % 3)
+                ]
                 invoice = create_invoice(session, custs[n % customers], lines, year=2026)
-                issue_invoice(session, invoice, invoice_number=f"{10000000 + n}", issue_date=date(2026, 11, 28))
+                issue_invoice(
+                    session, invoice, invoice_number=f"{10000000 + n}", issue_date=date(2026, 11, 28)
+                )
                 ids.append(invoice.id)
         return ids
 
@@ -81,21 +99,40 @@ def world_factory(tmp_path: Path) -> Iterator[Callable[[str], World]]:
         upgrade(url)
         engine = make_engine(url)
         with session_scope(engine) as session:
-            products = [Product(sku=f"SKU-{code}", name=code, erp_material_code=code, unit="PCS")
-                        for code in MATERIALS]
+            products = [
+                Product(sku=f"SKU-{code}", name=code, erp_material_code=code, unit="PCS")
+                for code in MATERIALS
+            ]
             session.add_all(products)
             session.flush()
             product_ids = [p.id for p in products]
         sandbox = KisSandbox(tmp_path / f"kis_{len(started)}.sqlite", seed=7, faults=faults or FaultConfig())
         sandbox.start()
         c = sandbox.credentials
-        client = KisClient(KisSettings(
-            name="erp", base_url=sandbox.base_url, auth_flow="koas", client_id=c.client_id,
-            client_secret=c.client_secret, auth_code=c.auth_code, account_number=c.account_number,
-            connect_timeout=2.0, read_timeout=5.0, retry=FAST_RETRY))
+        client = KisClient(
+            KisSettings(
+                name="erp",
+                base_url=sandbox.base_url,
+                auth_flow="koas",
+                client_id=c.client_id,
+                client_secret=c.client_secret,
+                auth_code=c.auth_code,
+                account_number=c.account_number,
+                connect_timeout=2.0,
+                read_timeout=5.0,
+                retry=FAST_RETRY,
+            )
+        )
         started.append((sandbox, client, engine))
-        return World(engine, sandbox, SandboxAdmin(sandbox.base_url), client, KisOutboundSink(client), product_ids,
-                     _invoices(engine, product_ids))
+        return World(
+            engine,
+            sandbox,
+            SandboxAdmin(sandbox.base_url),
+            client,
+            KisOutboundSink(client),
+            product_ids,
+            _invoices(engine, product_ids),
+        )
 
     yield build
     for sandbox, client, engine in started:

@@ -40,7 +40,9 @@ def _drain(world: World, runs: int = 6) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_issued_invoice_lands_exactly_once_and_a_quiet_night_writes_nothing(
-    backend: str, world_factory, request: pytest.FixtureRequest  # type: ignore[no-untyped-def]
+    backend: str,
+    world_factory,
+    request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
 ) -> None:
     url = request.getfixturevalue("fresh_sqlite_url" if backend == "sqlite" else "fresh_pg_url")
     world = world_factory(url)
@@ -62,8 +64,9 @@ def test_every_issued_invoice_lands_exactly_once_and_a_quiet_night_writes_nothin
 
 
 def test_faults_5xx_and_lost_replies_still_land_each_document_once(world_factory, fresh_sqlite_url) -> None:  # type: ignore[no-untyped-def]
-    world = world_factory(fresh_sqlite_url, FaultConfig(seed=11, p_5xx=0.3, p_lost_reply=0.1,
-                                                        refuse_duplicate_bill_no=False))
+    world = world_factory(
+        fresh_sqlite_url, FaultConfig(seed=11, p_5xx=0.3, p_lost_reply=0.1, refuse_duplicate_bill_no=False)
+    )
     world.make_invoices(120)
     _drain(world)
     assert _states(world) == Counter({"done": 120})
@@ -73,7 +76,9 @@ def test_faults_5xx_and_lost_replies_still_land_each_document_once(world_factory
     assert faults["5xx"] > 0 and faults["lost_replies"] > 0, faults
 
 
-def test_poison_invoice_is_quarantined_the_rest_land_and_a_replay_after_the_fix_lands_it_once(world: World) -> None:
+def test_poison_invoice_is_quarantined_the_rest_land_and_a_replay_after_the_fix_lands_it_once(
+    world: World,
+) -> None:
     with session_scope(world.engine) as session:
         bad = Product(sku="SKU-NEW", name="未建档物料", erp_material_code="M-UNKNOWN", unit="PCS")
         session.add(bad)
@@ -84,12 +89,16 @@ def test_poison_invoice_is_quarantined_the_rest_land_and_a_replay_after_the_fix_
     result = run_push(world.engine, world.sink, SETTINGS)
     assert (result.pushed, result.quarantined) == (9, 1)
     with session_scope(world.engine) as session:
-        record = session.scalars(sa.select(QuarantinedRecord).where(QuarantinedRecord.canonical_id == poison)).one()
+        record = session.scalars(
+            sa.select(QuarantinedRecord).where(QuarantinedRecord.canonical_id == poison)
+        ).one()
         assert any(r["column"] == "materials_resolvable" for r in record.reasons)
     assert len(world.ledger_bill_numbers()) == len(good)
 
     # Fix the data (finance creates the material in KIS), then replay: it lands exactly once.
-    world.admin.seed({"materials": [{"number": "M-UNKNOWN", "name": "新物料", "model": "M12", "unit": "PCS"}]})
+    world.admin.seed(
+        {"materials": [{"number": "M-UNKNOWN", "name": "新物料", "model": "M12", "unit": "PCS"}]}
+    )
     with session_scope(world.engine) as session:
         assert replay(session, "erp") == 1
     again = run_push(world.engine, world.sink, SETTINGS)
@@ -142,8 +151,11 @@ def test_a_change_after_push_updates_an_unaudited_bill_and_quarantines_an_audite
     first, second = world.make_invoices(2)
     run_push(world.engine, world.sink, SETTINGS)
     with session_scope(world.engine) as session:
-        audited_fid = int(session.scalars(sa.select(ExternalBinding.external_id)
-                                          .where(ExternalBinding.canonical_id == second)).one())
+        audited_fid = int(
+            session.scalars(
+                sa.select(ExternalBinding.external_id).where(ExternalBinding.canonical_id == second)
+            ).one()
+        )
     world.admin.audit(audited_fid)
     with session_scope(world.engine) as session:
         red_letter(session, session.get(Invoice, first))
@@ -151,8 +163,9 @@ def test_a_change_after_push_updates_an_unaudited_bill_and_quarantines_an_audite
     result = run_push(world.engine, world.sink, SETTINGS)
     assert (result.updated, result.quarantined, result.pushed) == (1, 1, 0)
     with session_scope(world.engine) as session:
-        reasons = session.scalars(sa.select(QuarantinedRecord.reasons)
-                                  .where(QuarantinedRecord.canonical_id == second)).one()
+        reasons = session.scalars(
+            sa.select(QuarantinedRecord.reasons).where(QuarantinedRecord.canonical_id == second)
+        ).one()
     assert AUDITED_NEEDS_RED_LETTER in reasons[0]["reason"]
     assert len(world.ledger_bill_numbers()) == 2  # updates never create bills
 
@@ -187,13 +200,17 @@ def test_dry_run_sends_nothing_and_consumes_nothing(world: World) -> None:
     assert run_push(world.engine, world.sink, SETTINGS).pushed == 4
 
 
-def test_reconciliation_finds_a_bill_deleted_behind_our_back_and_the_xlsx_totals(world: World, tmp_path: Path) -> None:
+def test_reconciliation_finds_a_bill_deleted_behind_our_back_and_the_xlsx_totals(
+    world: World, tmp_path: Path
+) -> None:
     ids = world.make_invoices(6)
     run_push(world.engine, world.sink, SETTINGS)
     clean = reconcile(world.engine, world.sink, TODAY, TODAY, mapping=SETTINGS.mapping)
     assert clean.counts == {"matched": 6}
     with session_scope(world.engine) as session:
-        victim = session.scalars(sa.select(ExternalBinding).where(ExternalBinding.canonical_id == ids[2])).one()
+        victim = session.scalars(
+            sa.select(ExternalBinding).where(ExternalBinding.canonical_id == ids[2])
+        ).one()
         fid, bill_no = int(victim.external_id), victim.external_bill_no
         expected_net = sum(session.scalars(sa.select(Invoice.total_net)), Decimal("0"))
     world.client.delete_outbound(fid)

@@ -1,0 +1,120 @@
+"""``hub demo``: one night of the real jobs on SQLite against the local KIS sandbox, with a summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.cli.main import EXIT_OK, EXIT_PROBLEMS
+
+console = Console()
+
+
+def demo(
+    home: Path = typer.Option(
+        Path(".hub/demo"), "--home", help="HUB_HOME of the demo (store, sandbox, reports)."
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of playing the next day."),
+    faults: bool = typer.Option(False, "--faults", help="Sandbox injects 5xx errors and lost replies."),
+    invoices: int = typer.Option(2000, help="Invoices in the demo data set (first night)."),
+    seed: int = typer.Option(7, help="Seed of the demo data set."),
+) -> None:
+    """Run one night: push invoiced states -> reconcile -> pull inventory -> promise dates."""
+    from connectors.kingdee.kis_sandbox import FaultConfig, KisSandbox, SandboxAdmin
+    from crm_core.demo.load import load_demo_data
+    from hub import demo as night
+
+    started = time.perf_counter()
+    home = home.resolve()
+    first = night.prepare_home(home, fresh=fresh)
+    engine = night.ensure_store(home)
+    fault_config = FaultConfig(seed=seed, p_5xx=0.2, p_lost_reply=0.05) if faults else FaultConfig(seed=seed)
+    sandbox = KisSandbox(home / "kis_sandbox.sqlite", seed=seed, faults=fault_config)
+    base_url = sandbox.start()
+    report = night.NightReport(home=home, first_night=first)
+    ok = True
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as bar:
+            if first:
+                task = bar.add_task(f"Loading the demo data set ({invoices:,} invoices)", total=None)
+                summary = load_demo_data(engine, seed=seed, invoices=invoices)
+                report.loaded = {
+                    "customers": summary.customers,
+                    "products": summary.products,
+                    "opportunities": summary.opportunities,
+                    "orders": summary.orders,
+                    "invoices": summary.invoices,
+                }
+                bar.update(task, description="Demo data set loaded")
+                bar.stop_task(task)
+            else:
+                report.changes = night.next_day_changes(engine, seed)
+            SandboxAdmin(base_url).set_faults(p_5xx=0.0, p_lost_reply=0.0)
+            night.seed_sandbox_from_store(engine, SandboxAdmin(base_url))
+            if faults:
+                SandboxAdmin(base_url).set_faults(p_5xx=0.2, p_lost_reply=0.05)
+            config = home / "hub.yaml"
+            config.write_text(
+                night.HUB_YAML.format(name=night.CONNECTION, base_url=base_url, stock="WH01"),
+                encoding="utf-8",
+            )
+            env = night.job_environment(home, config)
+            for job in (f"{night.CONNECTION}_nightly_push", f"{night.CONNECTION}_inventory"):
+                if not night.job_exists(job, env):
+                    continue
+                task = bar.add_task(f"Dagster job {job}", total=None)
+                log = home / f"{job}.log"
+                report.jobs[job] = night.run_job(job, env, log)
+                report.job_logs[job] = str(log)
+                bar.update(task, description=f"Dagster job {job}: {'ok' if report.jobs[job] else 'FAILED'}")
+                bar.stop_task(task)
+                ok = ok and report.jobs[job]
+        ledger = len(sandbox.state.ledger())
+    finally:
+        sandbox.stop()
+    _print(report, night.store_summary(engine), sandbox_ledger=ledger, seconds=time.perf_counter() - started)
+    raise typer.Exit(EXIT_OK if ok else EXIT_PROBLEMS)
+
+
+def _print(report: object, summary: dict[str, object], *, sandbox_ledger: int, seconds: float) -> None:
+    r = report  # NightReport
+    table = Table(title="Night summary", show_header=False)
+    if r.first_night:  # type: ignore[attr-defined]
+        table.add_row("Loaded", ", ".join(f"{v:,} {k}" for k, v in r.loaded.items()))  # type: ignore[attr-defined]
+    else:
+        table.add_row("Changes since last night", ", ".join(f"{v} {k}" for k, v in r.changes.items()))  # type: ignore[attr-defined]
+    for job, success in r.jobs.items():  # type: ignore[attr-defined]
+        table.add_row(
+            f"Job {job}",
+            "[green]succeeded[/green]" if success else f"[red]FAILED[/red] (log: {r.job_logs[job]})",
+        )  # type: ignore[attr-defined]
+    table.add_row("Queue", ", ".join(f"{k}: {v}" for k, v in sorted(summary["queue"].items())) or "empty")  # type: ignore[union-attr]
+    table.add_row("Writes accepted by the ERP sandbox (all nights)", str(sandbox_ledger))
+    table.add_row(
+        "Reconciliation",
+        ", ".join(f"{k}: {v}" for k, v in sorted(summary["reconciliation"].items()))  # type: ignore[union-attr]
+        or "not run",
+    )
+    table.add_row(
+        "Delivery promises",
+        ", ".join(f"{k}: {v}" for k, v in sorted(summary["promises"].items()))  # type: ignore[union-attr]
+        or "not computed",
+    )
+    table.add_row("Reports", str(r.home / "reports"))  # type: ignore[attr-defined]
+    table.add_row("Took", f"{seconds:.0f} s")
+    console.print(table)
+    console.print(
+        Panel(
+            f"Open the Dagster UI on this night's runs:\n  HUB_HOME={r.home} make ui\n"  # type: ignore[attr-defined]
+            "Run `hub demo` again to play the next day (only the changes are pushed).",
+            title="Next",
+        )
+    )
