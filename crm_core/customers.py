@@ -13,10 +13,29 @@ from crm_core.models import Customer
 from crm_core.naming import normalize_name
 from crm_core.numbering import next_value
 
-__all__ = ["find_customer", "normalize_name", "upsert_customer"]
+__all__ = ["customer_code", "find_customer", "new_customer", "normalize_name", "upsert_customer"]
 
 # Fields a merge may fill when the existing record lacks them; it never overwrites a known value.
 _MERGEABLE = ("industry", "scale", "province", "region", "owner", "source")
+
+
+def customer_code(value: int) -> str:
+    """The human customer code for counter value ``value`` (``C000123``)."""
+    return f"C{value:06d}"
+
+
+def new_customer(
+    *, code: str, name: str, credit_code: str | None, tier: int | None, **values: str | None
+) -> Customer:
+    """A new customer record (not yet added); the one place the create rule lives."""
+    return Customer(
+        code=code,
+        name=name.strip(),
+        normalized_name=normalize_name(name),
+        credit_code=credit_code,
+        tier=tier or 3,
+        **values,
+    )
 
 
 def find_customer(session: Session, *, credit_code: str | None, name: str) -> Customer | None:
@@ -71,13 +90,8 @@ def upsert_customer(
         "source": source,
     }
     if existing is None:
-        customer = Customer(
-            code=f"C{next_value(session, 'C'):06d}",
-            name=name.strip(),
-            normalized_name=normalize_name(name),
-            credit_code=code,
-            tier=tier or 3,
-            **values,
+        customer = new_customer(
+            code=customer_code(next_value(session, "C")), name=name, credit_code=code, tier=tier, **values
         )
         session.add(customer)
         session.flush()

@@ -14,19 +14,26 @@ def next_number(session: Session, prefix: str, year: int) -> str:
 
 
 def next_value(session: Session, prefix: str, year: int = 0) -> int:
-    """Allocate the next counter value for ``prefix`` in ``year`` inside the caller's transaction.
+    """Allocate the next counter value for ``prefix`` in ``year`` inside the caller's transaction."""
+    return next_values(session, prefix, 1, year)[0]
+
+
+def next_values(session: Session, prefix: str, count: int, year: int = 0) -> range:
+    """Allocate ``count`` consecutive counter values in one statement.
 
     The counter row is updated in place (row lock on PostgreSQL, the write lock on SQLite), so two
-    transactions never get the same number; a rolled-back transaction gives its number back.
+    transactions never get the same number; a rolled-back transaction gives its numbers back.
     """
+    if count <= 0:
+        return range(0)
     table = NumberSequence.__table__
-    bumped = session.execute(
+    last = session.execute(
         sa.update(table)
         .where(table.c.prefix == prefix, table.c.year == year)
-        .values(last_value=table.c.last_value + 1)
+        .values(last_value=table.c.last_value + count)
         .returning(table.c.last_value)
     ).scalar()
-    if bumped is None:
-        session.execute(sa.insert(table).values(prefix=prefix, year=year, last_value=1))
-        bumped = 1
-    return int(bumped)
+    if last is None:
+        session.execute(sa.insert(table).values(prefix=prefix, year=year, last_value=count))
+        last = count
+    return range(int(last) - count + 1, int(last) + 1)

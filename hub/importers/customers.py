@@ -213,46 +213,27 @@ def _existing_keys(session: Session, batch: list[_Candidate]) -> tuple[set[str],
 
 
 def _reserve_codes(session: Session, count: int) -> list[str]:
-    """``count`` consecutive customer codes in one statement (``next_value`` would take one per customer).
+    """``count`` consecutive customer codes in one statement (the same counter as ``upsert_customer``)."""
+    from crm_core.customers import customer_code
+    from crm_core.numbering import next_values
 
-    Same counter row and locking as :func:`crm_core.numbering.next_value`, bumped by ``count`` at once;
-    a rolled-back batch gives its numbers back exactly like ``next_value``.
-    """
-    from crm_core.numbering import NumberSequence, next_value
-
-    if count == 0:
-        return []
-    first = next_value(session, "C")  # creates the counter row when missing
-    last = first
-    if count > 1:
-        last = int(
-            session.execute(
-                sa.update(NumberSequence)
-                .where(NumberSequence.prefix == "C", NumberSequence.year == 0)
-                .values(last_value=NumberSequence.last_value + (count - 1))
-                .returning(NumberSequence.last_value)
-            ).scalar_one()
-        )
-    return [f"C{n:06d}" for n in range(first, last + 1)]
+    return [customer_code(n) for n in next_values(session, "C", count)]
 
 
 def _create(session: Session, candidate: _Candidate, code: str, source: str) -> object:
-    """A new customer, exactly as the create branch of ``upsert_customer`` builds it.
+    """A new customer built by the store's own create rule (:func:`crm_core.customers.new_customer`).
 
     Used only for candidates the store cannot possibly match (neither their credit code nor their
     normalised name exists, and no other row of the file shares the name), so the merge rules are not
-    bypassed; the store's flush-time invariants and outbox events still apply. A bulk
-    ``crm_core.customers.upsert_customers`` would make this unnecessary.
+    bypassed; the store's flush-time invariants and outbox events still apply.
     """
-    from crm_core.customers import normalize_name
-    from crm_core.models import Customer
+    from crm_core.customers import new_customer
 
-    customer = Customer(
+    customer = new_customer(
         code=code,
-        name=candidate.name.strip(),
-        normalized_name=normalize_name(candidate.name),
+        name=candidate.name,
         credit_code=candidate.credit_code,
-        tier=candidate.tier or 3,
+        tier=candidate.tier,
         source=source,
         **candidate.values,
     )
