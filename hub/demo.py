@@ -26,6 +26,7 @@ from crm_core.models import Customer, Invoice, Product, Warehouse
 from crm_core.types import SHANGHAI, now_utc
 
 CONNECTION = "erp"
+DEMO_SOURCE = "demo"  # inventory source name the demo data set loads under
 DEMO_ENV = {  # what the demo's hub.yaml references; the sandbox accepts exactly these
     "KIS_DEMO_CLIENT_SECRET": "kis-sandbox-client-secret",
     "KIS_DEMO_AUTH_CODE": "kis-sandbox-oauth-code",
@@ -49,7 +50,7 @@ connections:
     streams:
       invoiced_states:
         bill_number_pattern: "HUB-{{external_id}}"
-        stock_number: {stock}
+        stock_number: {stock}      # ERP warehouse number outbounds ship from
 """
 DAGSTER_YAML = """telemetry:
   enabled: false
@@ -83,18 +84,50 @@ def prepare_home(home: Path, *, fresh: bool) -> bool:
 
 
 def seed_sandbox_from_store(engine: sa.Engine, admin: object) -> dict[str, int]:
-    """Materials and warehouses the ERP would already have (customers are pushed by the hub itself)."""
+    """What the ERP already has: units, materials, warehouses and their stock (the demo data set's
+    inventory picture). Customers are not seeded: the hub pushes them itself.
+
+    From then on the ERP is where stock comes from, so the generated picture steps aside in the store.
+    """
+    from crm_core.models import InventoryPosition, InventorySnapshot
+
     with session_scope(engine) as session:
+        products = session.scalars(sa.select(Product).where(Product.erp_material_code.is_not(None))).all()
+        units = sorted({p.unit for p in products})
         materials = [
             {"number": p.erp_material_code, "name": p.name, "model": p.spec or "", "unit": p.unit}
-            for p in session.scalars(sa.select(Product).where(Product.erp_material_code.is_not(None)))
+            for p in products
         ]
-        stocks = [
-            {"number": w.erp_stock_code or w.code, "name": w.name}
-            for w in session.scalars(sa.select(Warehouse))
-        ]
-    admin.seed({"materials": materials, "stocks": stocks})  # type: ignore[attr-defined]
-    return {"materials": len(materials), "stocks": len(stocks)}
+        warehouses = session.scalars(sa.select(Warehouse)).all()
+        stocks = [{"number": w.erp_stock_code or w.code, "name": w.name} for w in warehouses]
+        erp_stock = {w.code: w.erp_stock_code or w.code for w in warehouses}
+        known = {m["number"] for m in materials}
+        in_force = (InventorySnapshot.source == DEMO_SOURCE) & (InventorySnapshot.status == "in_force")
+        positions = session.execute(
+            sa.select(
+                InventoryPosition.material_code,
+                InventoryPosition.warehouse_code,
+                InventoryPosition.lot,
+                InventoryPosition.on_hand,
+            )
+            .join(InventorySnapshot, InventorySnapshot.id == InventoryPosition.snapshot_id)
+            .where(in_force)
+        ).all()
+        session.execute(sa.update(InventorySnapshot).where(in_force).values(status="superseded"))
+    inventory = [
+        {"material": m, "stock": erp_stock.get(w, w), "batch": lot or "", "qty": str(qty)}
+        for m, w, lot, qty in positions
+        if m in known
+    ]
+    admin.seed(
+        {
+            "units": [{"number": u, "name": u} for u in units],
+            "materials": materials,  # type: ignore[attr-defined]
+            "stocks": stocks,
+            "inventory": inventory,
+        }
+    )
+    return {"materials": len(materials), "stocks": len(stocks), "inventory": len(inventory)}
 
 
 def next_day_changes(engine: sa.Engine, seed: int) -> dict[str, int]:

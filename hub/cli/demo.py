@@ -35,7 +35,8 @@ def demo(
     first = night.prepare_home(home, fresh=fresh)
     engine = night.ensure_store(home)
     fault_config = FaultConfig(seed=seed, p_5xx=0.2, p_lost_reply=0.05) if faults else FaultConfig(seed=seed)
-    sandbox = KisSandbox(home / "kis_sandbox.sqlite", seed=seed, faults=fault_config)
+    # No default seed: the sandbox holds exactly the demo company's base data and stock.
+    sandbox = KisSandbox(home / "kis_sandbox.sqlite", seed=seed, faults=fault_config, seed_defaults=False)
     base_url = sandbox.start()
     report = night.NightReport(home=home, first_night=first)
     ok = True
@@ -63,7 +64,7 @@ def demo(
                 SandboxAdmin(base_url).set_faults(p_5xx=0.2, p_lost_reply=0.05)
             config = home / "hub.yaml"
             config.write_text(
-                night.HUB_YAML.format(name=night.CONNECTION, base_url=base_url, stock="WH01"),
+                night.HUB_YAML.format(name=night.CONNECTION, base_url=base_url, stock="CK01"),
                 encoding="utf-8",
             )
             env = night.job_environment(home, config)
