@@ -31,6 +31,7 @@ from hub.cli import push as _push  # noqa: E402
 from hub.cli import sandbox as _sandbox  # noqa: E402
 from hub.cli import schema as _schema  # noqa: E402
 from hub.cli import templates as _templates  # noqa: E402
+from hub.cli import ui as _ui  # noqa: E402
 
 app.command("check")(_check.check)
 app.add_typer(_db.app, name="db")
@@ -45,3 +46,4 @@ app.command("reconcile")(_push.reconcile)
 app.add_typer(_sandbox.app, name="sandbox")
 app.command("schema")(_schema.schema)
 app.add_typer(_templates.app, name="templates")
+app.command("ui")(_ui.ui)
