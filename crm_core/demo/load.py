@@ -49,7 +49,7 @@ from crm_core.numbering import next_value
 from crm_core.types import SHANGHAI
 from hub.errors import DomainError
 
-__all__ = ["DemoLoadSummary", "load_demo_data", "load_demo_invoices", "to_store_frames"]
+__all__ = ["DemoLoadSummary", "load_demo_data", "load_demo_invoices", "load_master_data", "to_store_frames"]
 
 DEMO_SOURCE = "demo"
 
@@ -186,6 +186,15 @@ def load_demo_data(
 # --- master data ----------------------------------------------------------------------------------
 
 
+def load_master_data(engine: sa.Engine, data: DemoDataSet) -> tuple[np.ndarray, np.ndarray]:
+    """Load only products, warehouses and customers (with contacts); returns customer and product ids."""
+    with session_scope(engine) as session:
+        if _existing_customers(session, data):
+            return _master_ids(session, data)
+        product_ids = _load_products(session, data)
+        return _load_customers(session, data), product_ids
+
+
 def _existing_customers(session: Session, data: DemoDataSet) -> bool:
     """True when this data set's customers are already in the store; refuses a partial earlier load."""
     codes = [c.credit_code for c in data.customers]
@@ -202,8 +211,8 @@ def _existing_customers(session: Session, data: DemoDataSet) -> bool:
 
 
 def _master_ids(session: Session, data: DemoDataSet) -> tuple[np.ndarray, np.ndarray]:
-    by_code = dict(session.execute(sa.select(Customer.credit_code, Customer.id)).tuples().all())
-    by_sku = dict(session.execute(sa.select(Product.sku, Product.id)).tuples().all())
+    by_code = {code: id_ for code, id_ in session.execute(sa.select(Customer.credit_code, Customer.id))}
+    by_sku = {sku: id_ for sku, id_ in session.execute(sa.select(Product.sku, Product.id))}
     return (
         np.array([by_code[c.credit_code] for c in data.customers], dtype=np.int64),
         np.array([by_sku[p.sku] for p in data.products], dtype=np.int64),
