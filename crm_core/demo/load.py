@@ -347,22 +347,22 @@ def _load_sales(
         session.add(quote)
     session.flush()
 
-    for o in data.orders:
+    for order in data.orders:
         session.add(
             SalesOrder(
-                number=o.number,
-                customer_id=int(customer_ids[o.customer_key - 1]),
-                opportunity_id=opps[o.opportunity_key - 1].id,
-                quote_version_id=quote_versions[(o.quote_number, o.quote_version)].id,
-                order_date=o.order_date,
-                requested_date=o.requested_date,
-                region=o.region,
-                status=o.status,
-                total_net=sum((ln.net_amount for ln in o.lines), Decimal("0.00")),
-                total_tax=sum((ln.tax_amount for ln in o.lines), Decimal("0.00")),
+                number=order.number,
+                customer_id=int(customer_ids[order.customer_key - 1]),
+                opportunity_id=opps[order.opportunity_key - 1].id,
+                quote_version_id=quote_versions[(order.quote_number, order.quote_version)].id,
+                order_date=order.order_date,
+                requested_date=order.requested_date,
+                region=order.region,
+                status=order.status,
+                total_net=sum((ln.net_amount for ln in order.lines), Decimal("0.00")),
+                total_tax=sum((ln.tax_amount for ln in order.lines), Decimal("0.00")),
                 lines=[
                     SalesOrderLine(**_line_kwargs(ln, product_ids), delivered_quantity=ln.delivered_quantity)
-                    for ln in o.lines
+                    for ln in order.lines
                 ],
             )
         )
@@ -428,11 +428,11 @@ def _bump_sequences(session: Session, data: DemoDataSet) -> None:
         + [q.number for q in data.quotes]
         + [o.number for o in data.orders]
     ):
-        prefix, year, seq = number.split("-")
-        key = (prefix, int(year))
+        prefix, year_text, seq = number.split("-")
+        key = (prefix, int(year_text))
         used[key] = max(used.get(key, 0), int(seq))
-    for year, last in data.invoice_sequences().items():
-        used[("INV", year)] = last
+    for inv_year, inv_last in data.invoice_sequences().items():
+        used[("INV", inv_year)] = inv_last
     table = NumberSequence.__table__
     current = {(r.prefix, r.year): r.last_value for r in session.execute(sa.select(table)).all()}
     for (prefix, year), last in sorted(used.items()):
