@@ -39,6 +39,7 @@ run_retries:
 concurrency:
   pools:
     default_limit: 1                    # each erp:<connection> pool runs one push at a time
+    granularity: run                    # a second push run waits queued instead of meeting the push lock
 run_monitoring:
   enabled: true
   max_runtime_seconds: 7200
