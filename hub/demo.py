@@ -47,6 +47,9 @@ connections:
       app_secret: null
       outer_instance_id: null
       read_timeout: 10
+    retry:                     # the sandbox answers in milliseconds: short back-off
+      initial_wait: 0.1
+      max_wait: 2.0
     streams:
       invoiced_states:
         bill_number_pattern: "HUB-{{external_id}}"
@@ -161,6 +164,30 @@ def next_day_changes(engine: sa.Engine, seed: int) -> dict[str, int]:
     return {"issued": issued, "red_lettered": red}
 
 
+MAX_RETRY_ROUNDS = 5
+
+
+def retries_pending(engine: sa.Engine, system: str) -> bool:
+    from crm_core.models import DeliveryQueueItem
+
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    DeliveryQueueItem.system == system,
+                    DeliveryQueueItem.state.in_(("retry", "pending", "in_flight")),
+                )
+            ).scalar_one()
+        )
+
+
+def make_retries_due(engine: sa.Engine, system: str) -> int:
+    from hub.push.queue import retry_now
+
+    with session_scope(engine) as session:
+        return retry_now(session, system)
+
+
 def run_job(job: str, env: dict[str, str], log_path: Path) -> bool:
     """``dagster job execute`` on the project definitions; True when the run succeeded."""
     with log_path.open("w", encoding="utf-8") as log:
@@ -222,16 +249,3 @@ def ensure_store(home: Path) -> sa.Engine:
     url = f"sqlite:///{home / 'hub.db'}"
     upgrade(url)
     return make_engine(url)
-
-
-def job_exists(job: str, env: dict[str, str]) -> bool:
-    """Whether the project definitions (as loaded with ``env``) contain ``job``."""
-    process = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "dagster", "job", "list", "-m", "jobs.definitions"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    return job in process.stdout.split()

@@ -6,6 +6,7 @@ wire format.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -13,6 +14,8 @@ from typing import Any, Protocol
 
 from connectors.kingdee.kis.client import KisClient
 from connectors.kingdee.kis.records import OutboundBill
+
+DETAIL_READERS = 6  # concurrent detail reads during reconciliation
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,14 @@ class KisOutboundSink:
         self.client.update_outbound(int(external_id), bill)
 
     def list_bills(self, date_from: date, date_to: date) -> list[ExternalBill]:
-        """Every outbound dated in the range, with its net amount (outbounds carry no tax)."""
+        """Every outbound dated in the range, with its net amount (outbounds carry no tax).
+
+        The list gives heads only, so each bill's detail is read; the reads run on a few threads
+        because a reconciliation reads every bill of the period (the client is thread-safe).
+        """
+        summaries = list(self.client.list_outbound_summaries(date_from, date_to))
+        with ThreadPoolExecutor(max_workers=DETAIL_READERS) as pool:
+            bills = list(pool.map(lambda summary: self.client.get_outbound(summary.fid), summaries))
         return [
             ExternalBill(
                 str(b.fid),
@@ -104,5 +114,5 @@ class KisOutboundSink:
                 invoice_no=b.invoice_no,
                 bill_date=b.date,
             )
-            for b in self.client.list_outbounds(date_from, date_to)
+            for b in bills
         ]
