@@ -27,6 +27,7 @@ from crm_core.errors import (
     SentQuoteImmutable,
     UnknownStage,
 )
+from crm_core.invoice_hash import row_hash_of_invoice
 from crm_core.models import (
     ALL_STAGES,
     LOST,
@@ -225,6 +226,8 @@ def _check_invoice(session: Session, invoice: Invoice, is_new: bool) -> None:
             f"invoice {invoice.number}: an issued invoice needs lines, an invoice number and an issue date"
         )
     _check_invoice_totals(invoice, is_new)
+    # The same content hash the bulk path stores, so either path recognises an unchanged document.
+    invoice.row_hash = row_hash_of_invoice(invoice)
     if invoice.status == "issued" and (is_new or before != "issued"):
         _queue(session, "invoice.issued", "invoice", invoice)
     elif before == "issued" and invoice.status != "issued":

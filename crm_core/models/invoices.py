@@ -45,7 +45,7 @@ class Invoice(Timestamped, Base):
     total_net: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
     total_tax: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
     total_gross: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
-    red_letter_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("invoices.id"))
+    red_letter_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("invoices.id"), index=True)
     # sha256 of the document's content; lets bulk upserts and pushes skip unchanged documents.
     row_hash: Mapped[str | None] = mapped_column(sa.String(64))
 
