@@ -2,7 +2,9 @@
 
 Runs ``dagster dev -m jobs.definitions`` with a persistent ``DAGSTER_HOME`` under ``HUB_HOME``, so run
 history, schedule ticks and sensor cursors survive restarts and ``hub demo`` nights show up. The project
-config is ``HUB_CONFIG``, else ``$HUB_HOME/hub.yaml`` when it exists. Telemetry is off.
+config is ``HUB_CONFIG``, else ``$HUB_HOME/hub.yaml`` when it exists. Telemetry is off. The laptop store
+(SQLite under ``HUB_HOME``) is created or migrated first; a PostgreSQL store (``HUB_DATABASE_URL``) is left
+to ``hub db upgrade``.
 
 The command replaces itself with ``dagster dev`` (``os.execve``) instead of wrapping it: Ctrl-C and a
 service manager's SIGTERM then reach Dagster's own shutdown, which stops the webserver, the daemon and the

@@ -1,5 +1,5 @@
 """A snapshot of the wiring the Dagster UI shows: asset keys, groups, kinds, pools, dependencies, checks,
-jobs (selection and run-retry tags), schedules (cron + time zone), sensors and resources.
+jobs (selection, run-retry tags, executor), schedules (cron + time zone), sensors and resources.
 
 The definitions are built exactly as ``dagster dev -m jobs.definitions`` loads them, from the demo's
 ``hub.yaml`` (one kingdee_kis connection). Any change to the wiring fails this test with a readable diff;
@@ -50,6 +50,7 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
         job.name: {
             "assets": sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),
             "tags": dict(sorted(job.tags.items())),
+            "executor": job.executor_def.name,
         }
         for job in sorted(repo.get_all_jobs(), key=lambda j: j.name)
         if not job.name.startswith("__")  # Dagster's implicit __ASSET_JOB
