@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -218,8 +218,9 @@ def job_environment(home: Path, config: Path) -> dict[str, str]:
     return env
 
 
-def business_days(today: date) -> tuple[date, date]:
-    return today - timedelta(days=1), today
+def today() -> date:
+    """The business day in Shanghai."""
+    return now_utc().astimezone(SHANGHAI).date()
 
 
 def store_summary(engine: sa.Engine) -> dict[str, object]:

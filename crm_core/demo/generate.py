@@ -244,6 +244,7 @@ class DemoDataSet:
     orders: tuple[OrderRow, ...]
     positions: tuple[PositionRow, ...]
     supplies: tuple[SupplyRow, ...]
+    anchor: date = ANCHOR
 
     @cached_property
     def invoice_context(self) -> _InvoiceContext:
@@ -260,9 +261,9 @@ class DemoDataSet:
     def invoice_sequences(self) -> dict[int, int]:
         """The last ``INV-<year>-NNNNNN`` counter used per year (to seed the store's number sequences)."""
         total = max(self.invoice_count, 1)
-        start_day = ANCHOR - timedelta(days=INVOICE_SPAN_DAYS - 1)
+        start_day = self.anchor - timedelta(days=INVOICE_SPAN_DAYS - 1)
         result = {}
-        for year in range(start_day.year, ANCHOR.year + 1):
+        for year in range(start_day.year, self.anchor.year + 1):
             first = [max((date(y, 1, 1) - start_day).days, 0) for y in (year, year + 1)]
             lo, hi = (-(-d * total // INVOICE_SPAN_DAYS) for d in first)
             hi = min(hi, self.invoice_count)
@@ -438,6 +439,7 @@ def _sales(
     customers: tuple[CustomerRow, ...],
     products: tuple[ProductRow, ...],
     count: int,
+    anchor: date,
 ) -> tuple[tuple[OpportunityRow, ...], tuple[QuoteRow, ...], tuple[OrderRow, ...], list[InteractionRow]]:
     opportunities, quotes, orders, interactions = [], [], [], []
     seq = {"OPP": 0, "QT": 0, "SO": 0}
@@ -449,7 +451,7 @@ def _sales(
     for key in range(1, count + 1):
         customer = customers[rng.randrange(len(customers))]
         path, lost_reason = _stage_path(rng)
-        day = ANCHOR - timedelta(days=rng.randint(len(path) * 16, 420))
+        day = anchor - timedelta(days=rng.randint(len(path) * 16, 420))
         steps = []
         for stage in path:
             steps.append(StageStep(stage, _at(day, rng)))
@@ -579,13 +581,15 @@ def _sales(
     return tuple(opportunities), tuple(quotes), tuple(orders), interactions
 
 
-def _general_interactions(rng: random.Random, customers: tuple[CustomerRow, ...]) -> list[InteractionRow]:
+def _general_interactions(
+    rng: random.Random, customers: tuple[CustomerRow, ...], anchor: date
+) -> list[InteractionRow]:
     rows = []
     kinds = tuple(catalog.INTERACTION_SUMMARIES)
     for customer in customers:
         for _ in range(rng.randint(1, 4)):
             kind = rng.choice(kinds)
-            day = ANCHOR - timedelta(days=rng.randint(1, 500))
+            day = anchor - timedelta(days=rng.randint(1, 500))
             rows.append(
                 InteractionRow(
                     customer.key,
@@ -600,7 +604,7 @@ def _general_interactions(rng: random.Random, customers: tuple[CustomerRow, ...]
 
 
 def _inventory(
-    rng: random.Random, products: tuple[ProductRow, ...]
+    rng: random.Random, products: tuple[ProductRow, ...], anchor: date
 ) -> tuple[tuple[PositionRow, ...], tuple[SupplyRow, ...]]:
     positions, supplies = [], []
     for product in products:
@@ -615,7 +619,7 @@ def _inventory(
                 reserved = Decimal(int(float(on_hand) * rng.uniform(0, 0.6)))
                 positions.append(
                     PositionRow(
-                        product.erp_material_code, wh, f"L{ANCHOR:%y%m}{lot + 1:02d}", on_hand, reserved
+                        product.erp_material_code, wh, f"L{anchor:%y%m}{lot + 1:02d}", on_hand, reserved
                     )
                 )
         if rng.random() < 0.6:
@@ -623,20 +627,26 @@ def _inventory(
             supplies.append(
                 SupplyRow(
                     kind=kind,
-                    reference=f"{'MO' if kind == 'production' else 'PO'}{ANCHOR:%y%m}{len(supplies) + 1:04d}",
+                    reference=f"{'MO' if kind == 'production' else 'PO'}{anchor:%y%m}{len(supplies) + 1:04d}",
                     material_code=product.erp_material_code,
                     warehouse_code="WH01" if kind == "production" else "WH03",
                     quantity=Decimal(int(safety * rng.uniform(0.5, 2.0))),
-                    eta=ANCHOR + timedelta(days=rng.randint(3, product.lead_time_days + 20)),
+                    eta=anchor + timedelta(days=rng.randint(3, product.lead_time_days + 20)),
                 )
             )
     return tuple(positions), tuple(supplies)
 
 
 def generate(
-    seed: int = 7, *, customers: int = 300, invoices: int = 1_000, opportunities: int | None = None
+    seed: int = 7,
+    *,
+    customers: int = 300,
+    invoices: int = 1_000,
+    opportunities: int | None = None,
+    anchor: date = ANCHOR,
 ) -> DemoDataSet:
-    """The demo data set for ``seed``: same seed and sizes, same data (byte for byte)."""
+    """The demo data set for ``seed``: same seed, sizes and ``anchor`` ("today" of the demo company),
+    same data (byte for byte)."""
     if customers < 1 or invoices < 0:
         raise ValueError("need at least one customer and a non-negative number of invoices")
     rng = random.Random(seed)
@@ -644,11 +654,15 @@ def generate(
     customer_rows = _customers(rng, customers)
     contacts = _contacts(rng, customer_rows)
     opps, quotes, orders, sales_interactions = _sales(
-        rng, customer_rows, products, opportunities if opportunities is not None else customers * 4 // 3
+        rng,
+        customer_rows,
+        products,
+        opportunities if opportunities is not None else customers * 4 // 3,
+        anchor,
     )
-    interactions = _general_interactions(rng, customer_rows) + sales_interactions
+    interactions = _general_interactions(rng, customer_rows, anchor) + sales_interactions
     interactions.sort(key=lambda r: (r.occurred_at, r.customer_key))
-    positions, supplies = _inventory(rng, products)
+    positions, supplies = _inventory(rng, products, anchor)
     return DemoDataSet(
         seed=seed,
         invoice_count=invoices,
@@ -662,6 +676,7 @@ def generate(
         orders=orders,
         positions=positions,
         supplies=supplies,
+        anchor=anchor,
     )
 
 
@@ -712,7 +727,7 @@ def _invoice_block(data: DemoDataSet, block: int, lo: int, hi: int) -> DemoInvoi
     size = BLOCK
     idx = np.arange(start, start + size, dtype=np.int64)
     total = max(data.invoice_count, 1)
-    start_day = ANCHOR - timedelta(days=INVOICE_SPAN_DAYS - 1)
+    start_day = data.anchor - timedelta(days=INVOICE_SPAN_DAYS - 1)
     day = idx * INVOICE_SPAN_DAYS // total  # monotone: numbers and dates rise together
     dates = np.datetime64(start_day, "D") + day
     years = dates.astype("datetime64[Y]").astype(int) + 1970

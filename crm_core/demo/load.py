@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.bulk import BulkLoadResult, InvoiceFrames, load_invoices
 from crm_core.db import session_scope
-from crm_core.demo.generate import ANCHOR, DemoDataSet, DemoInvoiceChunk, LineRow, generate
+from crm_core.demo.generate import DemoDataSet, DemoInvoiceChunk, LineRow, generate
 from crm_core.models import (
     Contact,
     Customer,
@@ -145,10 +145,15 @@ def load_demo_data(
     *,
     customers: int = 300,
     chunk_size: int = 100_000,
+    anchor: date | None = None,
 ) -> DemoLoadSummary:
-    """Generate the demo data set for ``seed`` and load it into the (migrated) store behind ``engine``."""
+    """Generate the demo data set for ``seed`` and load it into the (migrated) store behind ``engine``.
+
+    ``anchor`` is the demo company's "today" (default: the generator's fixed date, for reproducible
+    tests); ``hub demo`` passes the real date so open orders are recent and promises make sense.
+    """
     started = time.perf_counter()
-    data = generate(seed, customers=customers, invoices=invoices)
+    data = generate(seed, customers=customers, invoices=invoices, **({"anchor": anchor} if anchor else {}))
     with session_scope(engine) as session:
         reused = _existing_customers(session, data)
         if reused:
@@ -383,7 +388,7 @@ def _load_sales(
 def _load_inventory(session: Session, data: DemoDataSet) -> None:
     snapshot = InventorySnapshot(
         source=DEMO_SOURCE,
-        taken_at=datetime(ANCHOR.year, ANCHOR.month, ANCHOR.day, 6, 0, tzinfo=SHANGHAI),
+        taken_at=datetime(data.anchor.year, data.anchor.month, data.anchor.day, 6, 0, tzinfo=SHANGHAI),
         status="in_force",
         row_count=len(data.positions),
         origin="crm_core.demo",

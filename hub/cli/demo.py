@@ -46,7 +46,7 @@ def demo(
         ) as bar:
             if first:
                 task = bar.add_task(f"Loading the demo data set ({invoices:,} invoices)", total=None)
-                summary = load_demo_data(engine, seed=seed, invoices=invoices)
+                summary = load_demo_data(engine, seed=seed, invoices=invoices, anchor=night.today())
                 report.loaded = {
                     "customers": summary.customers,
                     "products": summary.products,
@@ -129,8 +129,12 @@ def _print(report: object, summary: dict[str, object], *, sandbox_ledger: int, s
     )
     table.add_row(
         "Delivery promises",
-        ", ".join(f"{k}: {v}" for k, v in sorted(summary["promises"].items()))  # type: ignore[union-attr]
-        or "not computed",
+        (
+            ", ".join(f"{k}: {v}" for k, v in sorted(summary["promises"].items()))  # type: ignore[union-attr]
+            + f"; late against the requested date: {summary['late']}"
+        )
+        if summary["promises"]
+        else "not computed",
     )
     table.add_row("Reports", str(r.home / "reports"))  # type: ignore[attr-defined]
     table.add_row("Took", f"{seconds:.0f} s")
