@@ -15,12 +15,14 @@ The last line is the verdict with each figure and its goal; the exit code is 1 w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hub.promises import PromiseConfig, promise_lines  # noqa: E402
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 TODAY = dt.date(2025, 9, 22)
 SEED = 20250922
@@ -160,9 +165,262 @@ def section_promises(repeat: int) -> list[Result]:
     ]
 
 
+# --- sftp_load: a 1M-row CSV pulled over SFTP and loaded, against raw COPY of the same file --------
+SFTP_ROWS = 1_000_000
+SFTP_HEADER = ("物料编码", "物料名称", "仓库编码", "批号", "单位", "库存数量", "预留数量", "统计时间")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _private_sshd(workdir: Path) -> Iterator[dict[str, object]]:
+    """A private OpenSSH sshd on a free loopback port (own keys, config, pid file); stopped on exit."""
+    import getpass
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("sshd") or next(
+        (c for c in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(c, os.X_OK)), None
+    )
+    if binary is None or shutil.which("ssh-keygen") is None:
+        print(
+            "sftp_load: OpenSSH sshd/ssh-keygen not installed (apt-get install -y openssh-server); cannot run"
+        )
+        raise SystemExit(2)
+    for name in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / name)], check=True, timeout=30
+        )
+    (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
+    (workdir / "authorized_keys").chmod(0o600)
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    port, user = _free_port(), getpass.getuser()
+    config = workdir / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {workdir / 'host_key'}",
+                f"PidFile {workdir / 'sshd.pid'}",
+                f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+                "UsePAM no",
+                "StrictModes no",
+                "PasswordAuthentication no",
+                "PermitRootLogin yes",
+                f"AllowUsers {user}",
+                "Subsystem sftp internal-sftp",
+                "",
+            ]
+        )
+    )
+    log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    if sock.recv(64).startswith(b"SSH-2.0"):
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    print(
+                        "sftp_load: sshd did not start:\n"
+                        + (workdir / "sshd.log").read_text(errors="replace")
+                    )
+                    raise SystemExit(2) from None
+                time.sleep(0.05)
+        key_type, blob = (workdir / "host_key.pub").read_text().split()[:2]
+        yield {
+            "host": "127.0.0.1",
+            "port": port,
+            "username": user,
+            "private_key_path": str(workdir / "client_key"),
+            "known_hosts_line": f"[127.0.0.1]:{port} {key_type} {blob}",
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@contextlib.contextmanager
+def _bench_database() -> Iterator[str]:
+    """A fresh database on the PostgreSQL of HUB_TEST_PG_URL (as the tests use), dropped afterwards."""
+    import os
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin_url = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    name = f"hubbench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        print(f"sftp_load: PostgreSQL at {admin_url} not reachable ({str(exc).splitlines()[0]}); cannot run")
+        raise SystemExit(2) from None
+    try:
+        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def _write_inventory_csv(path: Path, rng: np.random.Generator) -> None:
+    """A 1M-row GB18030 export in the shipped template's layout (materials and warehouses in the catalog)."""
+    inv = make_inventory(rng, SFTP_ROWS)
+    frame = pd.DataFrame(
+        {
+            SFTP_HEADER[0]: inv["material"],
+            SFTP_HEADER[1]: "六角螺栓",
+            SFTP_HEADER[2]: inv["warehouse"],
+            SFTP_HEADER[3]: "L" + inv["lot"].astype(str),
+            SFTP_HEADER[4]: "PCS",
+            SFTP_HEADER[5]: inv["on_hand"].map("{:.1f}".format),
+            SFTP_HEADER[6]: inv["reserved"].map("{:.1f}".format),
+            SFTP_HEADER[7]: f"{TODAY.isoformat()} 06:00:00",
+        }
+    )
+    frame.to_csv(path, index=False, encoding="gb18030", lineterminator="\n")
+
+
+def _seed_catalog(engine: sa.Engine) -> None:
+    """50k products and 20 warehouses, set-based (the catalog the rows are checked against)."""
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO products (sku, name, erp_material_code, unit, lead_time_days, safety_stock, "
+                "default_tax_rate, active, created_at, updated_at) "
+                "SELECT 'SKU' || i, 'P' || i, 'M' || lpad(i::text, 6, '0'), 'PCS', 10, 0, 0.13, true, "
+                "now(), now() "
+                "FROM generate_series(0, :n - 1) AS i"
+            ),
+            {"n": N_MATERIALS},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO warehouses (code, name, erp_stock_code) "
+                "SELECT 'WH' || lpad(i::text, 6, '0'), 'W' || i, 'WH' || lpad(i::text, 6, '0') "
+                "FROM generate_series(0, :n - 1) AS i"
+            ),
+            {"n": N_WAREHOUSES},
+        )
+
+
+def _raw_copy_seconds(engine: sa.Engine, path: Path) -> float:
+    """COPY the file as it is (header skipped, GB18030) into a table of text columns: the floor."""
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS raw_inventory"))
+        conn.execute(
+            sa.text("CREATE TABLE raw_inventory (" + ", ".join(f"c{i} text" for i in range(8)) + ")")
+        )
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        started = time.perf_counter()
+        with open(path, "rb") as handle:
+            cursor.copy_expert(
+                "COPY raw_inventory FROM STDIN WITH (FORMAT csv, HEADER true, ENCODING 'GB18030')", handle
+            )
+        raw.commit()
+        seconds = time.perf_counter() - started
+        cursor.execute("SELECT count(*) FROM raw_inventory")
+        assert cursor.fetchone()[0] == SFTP_ROWS
+    finally:
+        raw.close()
+    return seconds
+
+
+def section_sftp_load(repeat: int) -> list[Result]:
+    """End-to-end SFTP pull + parse + validate + COPY load of a 1M-row CSV, as a ratio to raw COPY."""
+    import shutil
+    import tempfile
+
+    import sqlalchemy as sa
+
+    from connectors.filedrop import SftpDropClient, SftpSettings
+    from crm_core.db import make_engine
+    from crm_core.migrate import upgrade
+    from hub.config import load_template
+    from hub.inventory.pull import Catalog, pull_sftp
+    from hub.inventory.sources import csv_dialect
+
+    stream = load_template("erp_sftp_csv").model.streams.inventory
+    dialect = csv_dialect(stream, where="erp_sftp_csv.streams.inventory")
+    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-sftp-"))
+    try:
+        drop, downloads = workdir / "drop", workdir / "downloads"
+        (drop / "inventory").mkdir(parents=True)
+        source_file = workdir / "INV.csv"
+        _write_inventory_csv(source_file, np.random.default_rng(SEED))
+        size_mb = source_file.stat().st_size / 1e6
+        print(f"sftp_load: {SFTP_ROWS:,} rows, {size_mb:.1f} MB (GB18030)")
+        with _private_sshd(workdir) as server, _bench_database() as url:
+            upgrade(url)
+            engine = make_engine(url)
+            _seed_catalog(engine)
+            catalog = Catalog.from_store(engine)
+            raw = min(_raw_copy_seconds(engine, source_file) for _ in range(repeat))
+            print(f"sftp_load: raw COPY of the file: {raw:.2f} s (best of {repeat})")
+            settings = SftpSettings(
+                name="bench", root=str(drop), pattern="inventory/INV_*.csv", local_dir=downloads, **server
+            )
+            best = float("inf")
+            for run in range(repeat):
+                name = drop / "inventory" / f"INV_{run}.csv"
+                shutil.copyfile(source_file, name)
+                (drop / "inventory" / f"INV_{run}.csv.done").write_bytes(b"")
+                started = time.perf_counter()
+                with SftpDropClient(settings) as client:
+                    report = pull_sftp(engine, client, dialect, source="bench", catalog=catalog)
+                seconds = time.perf_counter() - started
+                [outcome] = report.loaded
+                assert outcome.rows_loaded == SFTP_ROWS, outcome
+                print(
+                    f"sftp_load: run {run + 1}: end to end {seconds:.2f} s "
+                    f"(of which validate + load {outcome.seconds:.2f} s)"
+                )
+                best = min(best, seconds)
+                with engine.begin() as conn:  # keep the table at one snapshot, so every run starts alike
+                    conn.execute(
+                        sa.text(
+                            "DELETE FROM inventory_positions WHERE snapshot_id IN "
+                            "(SELECT id FROM inventory_snapshots WHERE status = 'superseded')"
+                        )
+                    )
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(sa.text("VACUUM ANALYZE inventory_positions"))
+            engine.dispose()
+        print(f"sftp_load: end to end {best:.2f} s vs raw COPY {raw:.2f} s: {best / raw:.2f}x")
+        return [Result("sftp_load end-to-end / raw COPY", best / raw, 3.0, "x")]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 SECTIONS: dict[str, Callable[[int], list[Result]]] = {
     "promises": section_promises,
-    # "sftp_load": section_sftp_load,  (the SFTP/CSV load part adds its section here)
+    "sftp_load": section_sftp_load,
 }
 
 

@@ -152,6 +152,11 @@ def _copy_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
             "reserved": pa.array(_quantities(frame[c.RESERVED])),
         }
     )
+    # In key order the unique index on (snapshot_id, material, warehouse, lot) is filled by appending at
+    # its right edge instead of random page splits: about twice as fast at 1M rows.
+    table = table.sort_by(
+        [("material_code", "ascending"), ("warehouse_code", "ascending"), ("lot", "ascending")]
+    )
     sink = io.BytesIO()
     pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=False))
     return sink.getvalue()
@@ -174,6 +179,9 @@ def copy_positions(conn: sa.Connection, snapshot_id: int, frame: pd.DataFrame) -
     try:
         if conn.dialect.name == "postgresql":
             cursor.copy_expert(_COPY_SQL, io.BytesIO(_copy_payload(snapshot_id, frame)))
+            # Fresh statistics: without them the planner takes a million-row snapshot for a tiny one and
+            # picks nested loops for the diff and the promise reads (minutes instead of a second).
+            cursor.execute("ANALYZE inventory_positions")
         else:
             rows = zip(
                 [snapshot_id] * len(frame),
@@ -257,6 +265,24 @@ def already_processed(conn: sa.Connection, *, source: str, path: str, sha256: st
         )
     ).first()
     return found is not None
+
+
+def prune_positions(conn: sa.Connection, *, source: str, keep: int = 2) -> int:
+    """Delete the positions of all but the ``keep`` newest loaded snapshots of ``source``.
+
+    The headers stay (history of what was loaded, refused, superseded); only the bulky rows go. Two are
+    kept by default: the one in force and its predecessor, which the next diff compares against.
+    """
+    loaded = (
+        sa.select(SNAPSHOTS.c.id)
+        .where(SNAPSHOTS.c.source == source, SNAPSHOTS.c.status.in_(("in_force", "superseded")))
+        .order_by(SNAPSHOTS.c.id.desc())
+        .offset(keep)
+    )
+    stale = [int(i) for i in conn.execute(loaded).scalars()]
+    if not stale:
+        return 0
+    return int(conn.execute(POSITIONS.delete().where(POSITIONS.c.snapshot_id.in_(stale))).rowcount or 0)
 
 
 def load_snapshot(

@@ -102,6 +102,7 @@ def ingest_snapshot(
     known_warehouses: Iterable[str] | None = None,
     file: store.FileIdentity | None = None,
     diff_limit: int = 100,
+    keep_positions: int = 2,
 ) -> SnapshotOutcome:
     """Validate a snapshot frame (:mod:`hub.inventory.columns`) and load it or refuse it, atomically.
 
@@ -114,6 +115,8 @@ def ingest_snapshot(
         known_materials, known_warehouses: codes to accept (None: not checked).
         file: registers the file in ``processed_files`` in the same transaction.
         diff_limit: rows of each kind listed in the diff against the previous snapshot (0: counts only).
+        keep_positions: positions are kept for this many newest loaded snapshots of the source (the
+            in-force one and the one the next diff needs); older ones keep only their header. 0 keeps all.
     """
     started = time.perf_counter()
     policy = policy or SnapshotPolicy()
@@ -168,6 +171,9 @@ def ingest_snapshot(
     diff = None
     if outcome.status == "in_force" and outcome.previous_id is not None:
         diff = diff_snapshots(engine, outcome.previous_id, outcome.snapshot_id, limit=diff_limit)
+        if keep_positions:
+            with engine.begin() as conn:
+                store.prune_positions(conn, source=source, keep=keep_positions)
     seconds = time.perf_counter() - started
     _log(outcome, diff)
     return replace(outcome, diff=diff, seconds=seconds)

@@ -36,6 +36,10 @@ SUITE = "inventory_snapshot"
 _PRESENT = "values_present"
 _UNIQUE = "position_unique"
 _FITS = "codes_fit"
+_MATERIAL_KNOWN = "material_known"
+_WAREHOUSE_KNOWN = "warehouse_known"
+# Boolean check column -> the frame column whose value a failure reports.
+_VALUE_OF = {_MATERIAL_KNOWN: c.MATERIAL, _WAREHOUSE_KNOWN: c.WAREHOUSE}
 # Column widths of inventory_positions: a longer code would fail the bulk load of the whole snapshot.
 CODE_WIDTHS = {c.MATERIAL: 64, c.WAREHOUSE: 32, c.LOT: 64}
 
@@ -116,17 +120,12 @@ def _rules(known_materials: Set[str] | None, known_warehouses: Set[str] | None) 
             "the same (material, warehouse, lot) appears more than once; every copy held back",
         ),
     ]
+    # Catalog membership is computed with pandas (isin) and asserted as a boolean column: a 50k-code
+    # value set inside a GX expectation is re-serialised hundreds of times per run (30 s at 1M rows).
     if known_materials is not None:
-        rules.append(
-            Rule(
-                "in_set",
-                c.MATERIAL,
-                "unknown material (not in the product catalog)",
-                {"values": known_materials},
-            )
-        )
+        rules.append(Rule("true", _MATERIAL_KNOWN, "unknown material (not in the product catalog)"))
     if known_warehouses is not None:
-        rules.append(Rule("in_set", c.WAREHOUSE, "unknown warehouse", {"values": known_warehouses}))
+        rules.append(Rule("true", _WAREHOUSE_KNOWN, "unknown warehouse"))
     return rules
 
 
@@ -182,13 +181,23 @@ def validate_snapshot(
     check[_FITS] = fits
     # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
     check[_UNIQUE] = ~check.duplicated(list(c.POSITION_KEY), keep=False).to_numpy() | ~present
-    for name in (c.MATERIAL, c.WAREHOUSE):
-        # Missing codes are reported by values_present; "" keeps them out of the set rule's null skip.
-        check[name] = check[name].fillna("")
+    # A missing code fails values_present; it is not also reported as unknown.
+    if materials is not None:
+        check[_MATERIAL_KNOWN] = (
+            check[c.MATERIAL].isin(materials).to_numpy(dtype=bool) | check[c.MATERIAL].isna()
+        )
+    if warehouses is not None:
+        check[_WAREHOUSE_KNOWN] = (
+            check[c.WAREHOUSE].isin(warehouses).to_numpy(dtype=bool) | check[c.WAREHOUSE].isna()
+        )
     outcome = validate_frame(check, _rules(materials, warehouses), id_column=c.SOURCE_LINE, suite=SUITE)
 
     absent = [int(line) for line, fs in outcome.failures.items() if any(f["column"] == _PRESENT for f in fs)]
     details = _missing_details(frame, absent) if absent else {}
+    unknown = [
+        int(line) for line, fs in outcome.failures.items() if any(f["column"] in _VALUE_OF for f in fs)
+    ]
+    values = frame.loc[frame[c.SOURCE_LINE].isin(unknown)].set_index(c.SOURCE_LINE) if unknown else None
     reasons: dict[int, list[dict[str, str]]] = {}
     for line, failures in outcome.failures.items():
         items = []
@@ -197,6 +206,9 @@ def validate_snapshot(
             if item["column"] == _PRESENT:
                 item["value"] = details.get(int(line), "")
                 item["reason"] = f"missing or not a number: {item['value']}"
+            elif item["column"] in _VALUE_OF and values is not None:
+                item["column"] = _VALUE_OF[item["column"]]
+                item["value"] = str(values.at[int(line), item["column"]])
             items.append(item)
         reasons[int(line)] = items
     for problem in parse_problems:
