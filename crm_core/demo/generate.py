@@ -544,8 +544,11 @@ def _sales(
             continue
         accepted = versions[-1]
         order_day = opp.steps[-1].at.date()
+        # Recent orders are still open; older ones have mostly been delivered and invoiced.
+        recent = (anchor - order_day).days <= 90
         status = rng.choices(
-            ("open", "partially_delivered", "delivered", "invoiced"), weights=(25, 15, 20, 40)
+            ("open", "partially_delivered", "delivered", "invoiced"),
+            weights=(60, 30, 5, 5) if recent else (3, 7, 30, 60),
         )[0]
         lines = []
         for ln in accepted.lines:
