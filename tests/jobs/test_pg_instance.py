@@ -190,7 +190,8 @@ def test_a_run_whose_worker_is_killed_is_retried_without_a_duplicate_document(pr
     else:
         raise AssertionError(f"the push never started\n{production.server.tail()}")
     (run_start,) = production.events(run_id, DagsterEventType.RUN_START)
-    # The run worker first (so no one is left to report a step failure), then its step process.
+    # The run worker first (so no one is left to report a step failure), then its step process (the same
+    # process under the in-process executor; a separate one under the multiprocess executor).
     _kill(run_start.dagster_event.pid)
     _kill(steps[0].dagster_event.pid)
     sent_before_crash = len(hub.bill_numbers())

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.demo import HUB_YAML
-from tests.jobs.dagster_dev import LOCATION, DagsterDev
+from tests.jobs.dagster_dev import HUB, LOCATION, DagsterDev
 
 CONNECTION = "erp"
 REPOSITORIES = """{ repositoriesOrError { __typename ... on RepositoryConnection { nodes {
@@ -87,3 +89,17 @@ def test_hub_ui_serves_the_project_definitions(ui: DagsterDev) -> None:
     assert checks((CONNECTION, "push_validation")) == {"failing_share_below_threshold"}
     assert checks((CONNECTION, "invoice_push")) == {"no_dead_letters"}
     assert checks((CONNECTION, "reconciliation")) == {"reconciled"}
+
+
+def test_hub_ui_refuses_a_busy_port_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "HUB_HOME": str(tmp_path / "home")}
+        done = subprocess.run(
+            [str(HUB), "ui", "--port", str(port)], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in " ".join(done.stderr.split())  # rich may wrap
+    assert not (tmp_path / "home").exists()  # nothing written before the check
