@@ -563,7 +563,10 @@ def _sales(
                     ln.quantity,
                     ln.unit_price,
                     ln.tax_rate,
-                    order_day + timedelta(days=rng.randint(10, 45)),
+                    # Open lines are due around now: a few overdue, most in the coming weeks.
+                    (anchor + timedelta(days=rng.randint(-7, 35)))
+                    if status in ("open", "partially_delivered")
+                    else order_day + timedelta(days=rng.randint(10, 45)),
                     delivered,
                 )
             )
