@@ -23,7 +23,7 @@ from hub.inventory.pull import pull_source
 from hub.inventory.sources import InventorySource
 from hub.inventory.watch import complete_files
 from hub.promises.store import promise_config_from_mapping, run_promises
-from jobs.resources import HubResource
+from jobs.resources import HubResource, latest_metadata
 
 PROMISES_KEY = dg.AssetKey("delivery_promises")
 
@@ -123,9 +123,7 @@ def inventory_definitions(source: InventorySource, cron: str, timezone: str) -> 
         description="Fails when the last pull's snapshot was refused (previous one kept in force).",
     )
     def snapshot_accepted(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(key)
-        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-        refused = int(meta["snapshots_refused"].value) if "snapshots_refused" in meta else 0
+        refused = int(latest_metadata(context, key).get("snapshots_refused", 0))  # type: ignore[call-overload]
         return dg.AssetCheckResult(
             passed=refused == 0,
             severity=dg.AssetCheckSeverity.ERROR,

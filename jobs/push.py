@@ -22,7 +22,7 @@ from hub.push.lock import LockBusy
 from hub.push.queue import due_item_ids
 from hub.reconcile import pushed_business_range, reconcile
 from hub.runtime import PushTarget, open_sink
-from jobs.resources import HubResource
+from jobs.resources import HubResource, latest_metadata
 
 RUN_RETRY_TAGS = {
     # Run retries cover crashed workers only; a failed asset is not re-run blindly (DAGSTER-GX §2.3).
@@ -71,10 +71,9 @@ def push_definitions(target: PushTarget) -> dg.Definitions:
         description="Stops the push when more invoices fail validation than the threshold allows.",
     )
     def failing_share_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(validation_key)
-        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-        blocked = str(meta["blocked"].value) == "True" if "blocked" in meta else False
-        share = meta["failing_share"].value if "failing_share" in meta else "0"
+        meta = latest_metadata(context, validation_key)
+        blocked = str(meta.get("blocked")) == "True"
+        share = meta.get("failing_share", "0")
         return dg.AssetCheckResult(
             passed=not blocked,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -144,9 +143,7 @@ def push_definitions(target: PushTarget) -> dg.Definitions:
         asset=recon_key, name="reconciled", description="Fails on any document that does not match."
     )
     def reconciled_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(recon_key)
-        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-        mismatches = int(meta["mismatches"].value) if "mismatches" in meta else 0
+        mismatches = int(latest_metadata(context, recon_key).get("mismatches", 0))  # type: ignore[call-overload]
         return dg.AssetCheckResult(
             passed=mismatches == 0,
             severity=dg.AssetCheckSeverity.ERROR,

@@ -19,3 +19,11 @@ class HubResource(dg.ConfigurableResource):  # type: ignore[misc]
 
     def project(self) -> Project:
         return load_project(self.config_path or None)
+
+
+def latest_metadata(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> dict[str, object]:
+    """Plain values of the metadata of ``key``'s latest materialization (empty when there is none)."""
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {name: value.value for name, value in event.asset_materialization.metadata.items()}

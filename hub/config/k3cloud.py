@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hub.config.models import KingdeeK3CloudTemplate
+from hub.config.retry import retry_policy
 from hub.secrets import resolve_reference
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ def k3cloud_settings(
 ) -> K3CloudSettings:
     """Build the connector settings, resolving every ``${ENV}`` secret (``ConfigError`` when unset)."""
     from connectors.kingdee.k3cloud.settings import K3CloudSettings
-    from connectors.retry import RetryPolicy
 
     c = template.connection
     prefix = f"{where}: connections.{name}.connection"
@@ -27,7 +27,6 @@ def k3cloud_settings(
     def secret(field: str, value: str | None) -> str:
         return resolve_reference(value, where=f"{prefix}.{field}") if value else ""
 
-    r = template.retry
     return K3CloudSettings(
         name=name,
         base_url=c.base_url,
@@ -43,12 +42,5 @@ def k3cloud_settings(
         read_timeout=c.read_timeout,
         batch_size=c.batch_size,
         ca_bundle=c.ca_bundle,
-        retry=RetryPolicy(
-            max_attempts=r.max_attempts,
-            initial_wait=r.initial_wait,
-            max_wait=r.max_wait,
-            multiplier=r.multiplier,
-            max_elapsed=r.max_elapsed,
-            retry_unknown_outcome=r.retry_unknown_outcome,
-        ),
+        retry=retry_policy(template.retry),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hub.config.models import KingdeeKisTemplate
+from hub.config.retry import retry_policy
 from hub.secrets import resolve_reference
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 def kis_settings(name: str, template: KingdeeKisTemplate, *, where: str = "hub.yaml") -> KisSettings:
     """Build the connector settings, resolving every ``${ENV}`` secret (``ConfigError`` when unset)."""
     from connectors.kingdee.kis.settings import KisSettings
-    from connectors.retry import RetryPolicy
 
     c = template.connection
     prefix = f"{where}: connections.{name}.connection"
@@ -26,7 +26,6 @@ def kis_settings(name: str, template: KingdeeKisTemplate, *, where: str = "hub.y
     def secret(field: str, value: str | None) -> str:
         return resolve_reference(value, where=f"{prefix}.{field}") if value else ""
 
-    retry = template.retry
     return KisSettings(
         name=name,
         base_url=c.base_url,
@@ -42,14 +41,7 @@ def kis_settings(name: str, template: KingdeeKisTemplate, *, where: str = "hub.y
         read_timeout=c.read_timeout,
         page_size=c.page_size,
         ca_bundle=c.ca_bundle,
-        retry=RetryPolicy(
-            max_attempts=retry.max_attempts,
-            initial_wait=retry.initial_wait,
-            max_wait=retry.max_wait,
-            multiplier=retry.multiplier,
-            max_elapsed=retry.max_elapsed,
-            retry_unknown_outcome=retry.retry_unknown_outcome,
-        ),
+        retry=retry_policy(template.retry),
         refresh_margin_seconds=c.refresh_margin_seconds,
         base_data_app=c.base_data_app,
         stock_app=c.stock_app,

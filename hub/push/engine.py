@@ -138,6 +138,16 @@ def execute_push(
     return result
 
 
+def _bindings(session: Session, system: str, invoice_ids: list[int]) -> dict[int, ExternalBinding]:
+    """The outbound bindings of these invoices, by invoice id."""
+    query = sa.select(ExternalBinding).where(
+        ExternalBinding.system == system,
+        ExternalBinding.kind == "outbound",
+        ExternalBinding.canonical_id.in_(invoice_ids),
+    )
+    return {b.canonical_id: b for b in session.scalars(query)}
+
+
 def _items(session: Session, item_ids: list[int]) -> list[DeliveryQueueItem]:
     return list(session.scalars(sa.select(DeliveryQueueItem).where(DeliveryQueueItem.id.in_(item_ids))))
 
@@ -196,16 +206,7 @@ def _push_batch(
     with session_scope(engine) as session:
         items = _items(session, batch)
         docs = load_documents(session, [i.canonical_id for i in items])
-        bindings = {
-            b.canonical_id: b
-            for b in session.scalars(
-                sa.select(ExternalBinding).where(
-                    ExternalBinding.system == sink.system,
-                    ExternalBinding.kind == "outbound",
-                    ExternalBinding.canonical_id.in_(list(docs)),
-                )
-            )
-        }
+        bindings = _bindings(session, sink.system, list(docs))
         for item in items:
             doc = docs.get(item.canonical_id)
             if doc is None or doc.status not in PUSHABLE:
@@ -350,16 +351,7 @@ def _plan(
     """Dry run: classify without any ERP write (reads only the store)."""
     items = _items(session, due)
     docs = load_documents(session, [i.canonical_id for i in items])
-    bindings = {
-        b.canonical_id: b
-        for b in session.scalars(
-            sa.select(ExternalBinding).where(
-                ExternalBinding.system == sink.system,
-                ExternalBinding.kind == "outbound",
-                ExternalBinding.canonical_id.in_(list(docs)),
-            )
-        )
-    }
+    bindings = _bindings(session, sink.system, list(docs))
     outcome = validate_invoices(
         [d for d in docs.values() if d.status in PUSHABLE], known_materials=None, today=_today()
     )
