@@ -111,9 +111,7 @@ def reconcile(
                 sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.state).where(
                     DeliveryQueueItem.system == sink.system, DeliveryQueueItem.canonical_id.in_(ids)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         seen: set[str] = set()
         for doc in sorted(docs.values(), key=lambda d: d.number):
