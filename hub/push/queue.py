@@ -114,7 +114,10 @@ def due_item_ids(session: Session, system: str, now: datetime) -> list[int]:
             sa.select(DeliveryQueueItem.id)
             .where(
                 DeliveryQueueItem.system == system,
-                DeliveryQueueItem.kind == "invoice",
+                # `kind || ''` keeps SQLite's planner (no statistics) off the unique (system, kind, ...)
+                # index, which scans every settled item, and on ix_delivery_queue_due: O(due), not O(queue)
+                # (P6; bench/nightly_push.py). PostgreSQL plans by statistics and is unaffected.
+                DeliveryQueueItem.kind.concat("") == "invoice",
                 DeliveryQueueItem.state.in_(ACTIVE_STATES),
                 sa.or_(DeliveryQueueItem.next_attempt_at.is_(None), DeliveryQueueItem.next_attempt_at <= now),
             )

@@ -56,6 +56,7 @@ class KisOutboundSink:
     def __init__(self, client: KisClient) -> None:
         self.client = client
         self.system = client.settings.name
+        self._customers: dict[str, str] = {}  # code -> ERP id, ensured during this sink's run
 
     def known_material_codes(self) -> set[str]:
         """Read once per run; the client's code cache is reset so it agrees with this list."""
@@ -63,7 +64,11 @@ class KisOutboundSink:
         return {m.number for m in self.client.list_materials()}
 
     def ensure_customer(self, code: str, name: str) -> str:
-        return str(self.client.create_customer(code, name))
+        # Once per customer and run, not per invoice: KIS has no batch create, so a call per invoice
+        # doubled the ERP calls of a push (bench/nightly_push.py, P11).
+        if code not in self._customers:
+            self._customers[code] = str(self.client.create_customer(code, name))
+        return self._customers[code]
 
     def find(self, bill_no: str, compare_with: OutboundBill | None = None) -> ExternalBill | None:
         """The bill numbered ``bill_no``; with ``compare_with``, also whether it carries the same content."""
