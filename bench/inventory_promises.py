@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -430,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", action="append", choices=sorted(SECTIONS), help="default: all")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best counts")
     args = parser.parse_args(argv)
+    # A terminated run (timeout, Ctrl-C from a wrapper) still stops its sshd and drops its database.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     results: list[Result] = []
     for name in args.section or list(SECTIONS):
         results.extend(SECTIONS[name](args.repeat))

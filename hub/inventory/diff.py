@@ -12,6 +12,7 @@ scrapped, or dropped by a broken export) stops backing promises from this snapsh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -44,7 +45,7 @@ class SnapshotDiff:
         return not (self.disappeared_count or self.appeared_count or self.changed_count)
 
 
-def _missing_from(left_id: int, right_id: int) -> tuple[sa.Select[tuple[object, ...]], sa.Select[tuple[int]]]:
+def _missing_from(left_id: int, right_id: int) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """Rows of snapshot ``left_id`` with no position of the same key in ``right_id``."""
     left = POSITIONS.alias("l")
     right = POSITIONS.alias("r")
@@ -63,7 +64,7 @@ def _missing_from(left_id: int, right_id: int) -> tuple[sa.Select[tuple[object, 
     return rows, count
 
 
-def _changed(old_id: int, new_id: int) -> tuple[sa.Select[tuple[object, ...]], sa.Select[tuple[int]]]:
+def _changed(old_id: int, new_id: int) -> tuple[sa.Select[Any], sa.Select[Any]]:
     old = POSITIONS.alias("o")
     new = POSITIONS.alias("n")
     join = old.join(new, sa.and_(new.c.snapshot_id == new_id, *[new.c[k] == old.c[k] for k in KEY]))
@@ -87,7 +88,7 @@ def _changed(old_id: int, new_id: int) -> tuple[sa.Select[tuple[object, ...]], s
     return rows, count
 
 
-def _frame(conn: sa.Connection, query: sa.Select[tuple[object, ...]], limit: int) -> pd.DataFrame:
+def _frame(conn: sa.Connection, query: sa.Select[Any], limit: int) -> pd.DataFrame:
     result = conn.execute(query.limit(limit)) if limit else None
     if result is None:
         return pd.DataFrame(columns=[c.name for c in query.selected_columns])

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -38,10 +38,10 @@ from hub.errors import DataValidationError
 from hub.inventory import columns as c
 from hub.inventory.validate import RowReject
 
-SNAPSHOTS = InventorySnapshot.__table__
-POSITIONS = InventoryPosition.__table__
-PROCESSED = ProcessedFile.__table__
-QUARANTINE = QuarantinedRecord.__table__
+SNAPSHOTS = cast(sa.Table, InventorySnapshot.__table__)
+POSITIONS = cast(sa.Table, InventoryPosition.__table__)
+PROCESSED = cast(sa.Table, ProcessedFile.__table__)
+QUARANTINE = cast(sa.Table, QuarantinedRecord.__table__)
 
 _POSITION_COLUMNS = ("snapshot_id", "material_code", "warehouse_code", "lot", "on_hand", "reserved")
 _COPY_SQL = (
@@ -192,7 +192,7 @@ def copy_positions(conn: sa.Connection, snapshot_id: int, frame: pd.DataFrame) -
                 _quantities(frame[c.RESERVED]).tolist(),
                 strict=True,
             )
-            cursor.executemany(_INSERT_SQLITE, rows)
+            cursor.executemany(_INSERT_SQLITE, rows)  # type: ignore[arg-type]  # sqlite3 takes any iterable
     finally:
         cursor.close()
     return len(frame)

@@ -21,10 +21,10 @@ from typing import Any
 import paramiko
 
 from connectors.filedrop import CsvDialect, SftpSettings
-from connectors.retry import RetryPolicy
 from hub.config.models import ErpSftpCsvTemplate, KingdeeKisTemplate
 from hub.config.models.files import CsvDropStream
 from hub.config.project import Project
+from hub.config.retry import retry_policy
 from hub.errors import ConfigError
 from hub.secrets import resolve_reference
 
@@ -142,13 +142,7 @@ def sftp_settings(
         "connect_timeout": c.connect_timeout,
         "stall_timeout": c.read_timeout,
         "local_dir": local_dir,
-        "retry": RetryPolicy(
-            max_attempts=template.retry.max_attempts,
-            initial_wait=template.retry.initial_wait,
-            max_wait=template.retry.max_wait,
-            multiplier=template.retry.multiplier,
-            max_elapsed=template.retry.max_elapsed,
-        ),
+        "retry": retry_policy(template.retry),
     }
     if c.password:
         values["password"] = resolve_reference(c.password, where=f"{prefix}.password")

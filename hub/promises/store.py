@@ -337,9 +337,8 @@ def _fill_stage(conn: sa.Connection, stage: pd.DataFrame) -> None:
                 strict=True,
             )
             placeholders = ", ".join("?" for _ in _STAGE_COLUMNS)
-            cursor.executemany(
-                f"INSERT INTO {_STAGE} ({', '.join(_STAGE_COLUMNS)}) VALUES ({placeholders})", rows
-            )
+            insert = f"INSERT INTO {_STAGE} ({', '.join(_STAGE_COLUMNS)}) VALUES ({placeholders})"
+            cursor.executemany(insert, rows)  # type: ignore[arg-type]  # sqlite3 takes any iterable
     finally:
         cursor.close()
 
