@@ -189,7 +189,8 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
             self._rebind(self.server.tls.wrap_socket(self.connection, server_side=True))
             tls = True
         self._reply("220 localhost ESMTP test")
-        authed, sender, recipients = False, "", []
+        authed, sender = False, ""
+        recipients: list[str] = []
         while True:
             line = self.rfile.readline()
             if not line:
