@@ -24,6 +24,7 @@ ACTIVE_STATES = ("pending", "retry", "in_flight")
 # PostgreSQL can commit outbox rows out of id order (sequence values are taken before commit), so the
 # reader also re-reads the last few minutes of events; re-reading is harmless (unchanged -> skipped).
 PG_LOOKBACK = timedelta(minutes=10)
+LOOKUP_CHUNK = 5000  # ids per IN (...) list; SQLite refuses statements with more than 32,766 variables
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,20 @@ def enqueue_from_outbox(session: Session, system: str) -> int:
     if not rows:
         return 0
     latest = {entity_id: event_id for entity_id, event_id in rows}
-    existing = {
-        item.canonical_id: item
-        for item in session.scalars(
-            sa.select(DeliveryQueueItem).where(
-                DeliveryQueueItem.system == system,
-                DeliveryQueueItem.kind == "invoice",
-                DeliveryQueueItem.canonical_id.in_(list(latest)),
+    ids = list(latest)
+    existing: dict[int, DeliveryQueueItem] = {}
+    # In chunks: a first push of a large backlog names more ids than SQLite takes in one statement.
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        existing.update(
+            (item.canonical_id, item)
+            for item in session.scalars(
+                sa.select(DeliveryQueueItem).where(
+                    DeliveryQueueItem.system == system,
+                    DeliveryQueueItem.kind == "invoice",
+                    DeliveryQueueItem.canonical_id.in_(ids[start : start + LOOKUP_CHUNK]),
+                )
             )
         )
-    }
     now = now_utc()
     new_rows = []
     reopened = 0
