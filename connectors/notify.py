@@ -30,7 +30,8 @@ install_log_redaction(logging.getLogger("urllib3.connectionpool"))
 
 
 class Notifier(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def send(self, title: str, body: str) -> None: ...
 

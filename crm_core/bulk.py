@@ -408,17 +408,17 @@ def _validate(prep: _Prepared) -> list[InvoiceProblem]:
     given = pc.drop_null(prep.inv["invoice_number"])
     inv_numbers = prep.inv["invoice_number"].to_pylist() if len(pc.unique(given)) != len(given) else []
     seen: dict[str, str] = {}
-    for i, value in enumerate(inv_numbers):
+    for k, value in enumerate(inv_numbers):
         if value is None:
             continue
         if value in seen:
             problems.append(
                 InvoiceProblem(
-                    numbers[i], "duplicate_invoice_number", f"发票号码 {value} also on {seen[value]}"
+                    numbers[k], "duplicate_invoice_number", f"发票号码 {value} also on {seen[value]}"
                 )
             )
         else:
-            seen[value] = numbers[i]
+            seen[value] = numbers[k]
 
     li = prep.line_ints
     pos = prep.line_pos
@@ -929,7 +929,7 @@ def load_invoices(
     now_param: Any = now if dialect == "postgresql" else now.replace(tzinfo=None).isoformat(" ")
     raw = engine.raw_connection()
     try:
-        dbapi = raw.driver_connection
+        dbapi: Any = raw.driver_connection  # psycopg2 or sqlite3 connection
         cur = _Cursor(dbapi.cursor(), dialect, on_statement)
         try:
             if dialect == "sqlite":

@@ -14,7 +14,7 @@ def normalize_credit_code(value: str, *, where: str = "credit code") -> str:
         return str(uscc.validate(value))
     except ValidationError as exc:
         raise InvalidCreditCode(
-            f"{where}: {value!r} is not a valid Unified Social Credit Code ({exc.message}). "
+            f"{where}: {value!r} is not a valid Unified Social Credit Code ({exc}). "
             "It must be 18 characters with a correct check character (GB 32100); "
             "copy it from the business licence.",
             context={"value": value},
@@ -23,7 +23,7 @@ def normalize_credit_code(value: str, *, where: str = "credit code") -> str:
 
 def is_valid_credit_code(value: str | None) -> bool:
     """True when ``value`` is a valid code (None or empty is not)."""
-    return bool(value) and bool(uscc.is_valid(value))
+    return bool(value) and bool(uscc.is_valid(value or ""))
 
 
 def make_credit_code(body17: str) -> str:

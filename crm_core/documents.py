@@ -89,7 +89,19 @@ def load_documents(session: Session, invoice_ids: Iterable[int]) -> dict[int, In
         .where(InvoiceLine.invoice_id.in_(ids))
         .order_by(InvoiceLine.invoice_id, InvoiceLine.line_no)
     ):
-        lines[row.invoice_id].append(DocumentLine(*row[1:]))
+        lines[row.invoice_id].append(
+            DocumentLine(
+                line_no=row.line_no,
+                sku=row.sku,
+                material_code=row.erp_material_code,
+                unit=row.unit,
+                quantity=row.quantity,
+                unit_price=row.unit_price,
+                tax_rate=row.tax_rate,
+                net_amount=row.net_amount,
+                tax_amount=row.tax_amount,
+            )
+        )
     return {
         h.id: InvoiceDocument(
             id=h.id,

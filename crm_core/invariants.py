@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
@@ -325,7 +326,7 @@ def _after_flush(session: Session, _context: Any) -> None:
         return
     # Written with the same connection and transaction as the change itself.
     session.execute(
-        OutboxEvent.__table__.insert(),
+        sa.insert(OutboxEvent),
         [
             {"topic": topic, "entity_type": kind, "entity_id": entity.id, "created_at": now_utc()}
             for topic, kind, entity in pending

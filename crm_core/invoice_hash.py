@@ -118,20 +118,24 @@ def _doc_row(doc: InvoiceDoc) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     net_sum = tax_sum = 0
     for line in doc.lines:
         where = f"{doc.number} line {line.line_no}"
-        row = {
+        quantity_e4 = _scaled(line.quantity, 4, where)
+        unit_price_e4 = _scaled(line.unit_price, 4, where)
+        tax_rate_e4 = _scaled(line.tax_rate, 4, where)
+        row: dict[str, Any] = {
             "number": doc.number,
             "line_no": line.line_no,
             "product_id": line.product_id,
             "order_line_id": line.order_line_id,
-            "quantity_e4": _scaled(line.quantity, 4, where),
-            "unit_price_e4": _scaled(line.unit_price, 4, where),
-            "tax_rate_e4": _scaled(line.tax_rate, 4, where),
+            "quantity_e4": quantity_e4,
+            "unit_price_e4": unit_price_e4,
+            "tax_rate_e4": tax_rate_e4,
         }
-        net, tax = _line_amounts(row["quantity_e4"], row["unit_price_e4"], row["tax_rate_e4"])
-        row["net_amount_fen"] = net if line.net_amount is None else _scaled(line.net_amount, 2, where)
-        row["tax_amount_fen"] = tax if line.tax_amount is None else _scaled(line.tax_amount, 2, where)
-        net_sum += row["net_amount_fen"]
-        tax_sum += row["tax_amount_fen"]
+        net, tax = _line_amounts(quantity_e4, unit_price_e4, tax_rate_e4)
+        net_fen = net if line.net_amount is None else _scaled(line.net_amount, 2, where)
+        tax_fen = tax if line.tax_amount is None else _scaled(line.tax_amount, 2, where)
+        row["net_amount_fen"], row["tax_amount_fen"] = net_fen, tax_fen
+        net_sum += net_fen
+        tax_sum += tax_fen
         lines.append(row)
     invoice = {
         "number": doc.number,

@@ -26,14 +26,13 @@ def next_values(session: Session, prefix: str, count: int, year: int = 0) -> ran
     """
     if count <= 0:
         return range(0)
-    table = NumberSequence.__table__
     last = session.execute(
-        sa.update(table)
-        .where(table.c.prefix == prefix, table.c.year == year)
-        .values(last_value=table.c.last_value + count)
-        .returning(table.c.last_value)
+        sa.update(NumberSequence)
+        .where(NumberSequence.prefix == prefix, NumberSequence.year == year)
+        .values(last_value=NumberSequence.last_value + count)
+        .returning(NumberSequence.last_value)
     ).scalar()
     if last is None:
-        session.execute(sa.insert(table).values(prefix=prefix, year=year, last_value=count))
+        session.execute(sa.insert(NumberSequence).values(prefix=prefix, year=year, last_value=count))
         last = count
     return range(int(last) - count + 1, int(last) + 1)

@@ -6,12 +6,44 @@ import logging
 
 from connectors.notify import DingtalkNotifier, EmailNotifier, Notifier, WecomNotifier
 from hub.config.models import NotifyDingtalkTemplate, NotifyEmailTemplate, NotifyWecomTemplate
+from hub.config.models.notify import DingtalkConnection, EmailConnection, WecomConnection
 from hub.config.project import Project
 from hub.errors import HubError
 from hub.secrets import redact, resolve_reference
 
 log = logging.getLogger("hub.alerts")
 SEVERITIES = ("info", "warning", "error")
+
+
+def _wecom(name: str, c: WecomConnection, where: str) -> Notifier:
+    key = resolve_reference(c.webhook_key, where=f"{where}.webhook_key")
+    return WecomNotifier(
+        name, key, c.base_url, c.message_type, tuple(c.mentioned_mobiles), (c.connect_timeout, c.read_timeout)
+    )
+
+
+def _dingtalk(name: str, c: DingtalkConnection, where: str) -> Notifier:
+    token = resolve_reference(c.access_token, where=f"{where}.access_token")
+    secret = resolve_reference(c.sign_secret, where=f"{where}.sign_secret") if c.sign_secret else None
+    return DingtalkNotifier(
+        name, token, c.base_url, secret, c.keyword, tuple(c.at_mobiles), (c.connect_timeout, c.read_timeout)
+    )
+
+
+def _email(name: str, c: EmailConnection, where: str) -> Notifier:
+    password = resolve_reference(c.password, where=f"{where}.password")
+    return EmailNotifier(
+        name,
+        c.host,
+        c.port,
+        c.username,
+        password,
+        c.from_address,
+        tuple(c.to),
+        c.security,
+        c.subject_prefix,
+        c.timeout,
+    )
 
 
 def notifiers_for(project: Project, event: str, severity: str) -> list[Notifier]:
@@ -26,46 +58,12 @@ def notifiers_for(project: Project, event: str, severity: str) -> list[Notifier]
         if SEVERITIES.index(severity) < SEVERITIES.index(stream.min_severity):
             continue
         where = f"{project.path}: connections.{name}.connection"
-        c = template.connection
         if isinstance(template, NotifyWecomTemplate):
-            found.append(
-                WecomNotifier(
-                    name,
-                    resolve_reference(c.webhook_key, where=f"{where}.webhook_key"),
-                    c.base_url,
-                    c.message_type,
-                    tuple(c.mentioned_mobiles),
-                    (c.connect_timeout, c.read_timeout),
-                )
-            )
+            found.append(_wecom(name, template.connection, where))
         elif isinstance(template, NotifyDingtalkTemplate):
-            secret = resolve_reference(c.sign_secret, where=f"{where}.sign_secret") if c.sign_secret else None
-            found.append(
-                DingtalkNotifier(
-                    name,
-                    resolve_reference(c.access_token, where=f"{where}.access_token"),
-                    c.base_url,
-                    secret,
-                    c.keyword,
-                    tuple(c.at_mobiles),
-                    (c.connect_timeout, c.read_timeout),
-                )
-            )
+            found.append(_dingtalk(name, template.connection, where))
         else:
-            found.append(
-                EmailNotifier(
-                    name,
-                    c.host,
-                    c.port,
-                    c.username,
-                    resolve_reference(c.password, where=f"{where}.password"),
-                    c.from_address,
-                    tuple(c.to),
-                    c.security,
-                    c.subject_prefix,
-                    c.timeout,
-                )
-            )
+            found.append(_email(name, template.connection, where))
     return found
 
 

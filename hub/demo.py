@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from connectors.kingdee.kis_sandbox import SandboxAdmin
 from crm_core.db import make_engine, session_scope
 from crm_core.migrate import upgrade
 from crm_core.models import Customer, Invoice, Product, Warehouse
@@ -86,7 +87,7 @@ def prepare_home(home: Path, *, fresh: bool) -> bool:
     return not store.exists()
 
 
-def seed_sandbox_from_store(engine: sa.Engine, admin: object) -> dict[str, int]:
+def seed_sandbox_from_store(engine: sa.Engine, admin: SandboxAdmin) -> dict[str, int]:
     """What the ERP already has: units, materials, warehouses and their stock (the demo data set's
     inventory picture). Customers are not seeded: the hub pushes them itself.
 
@@ -125,7 +126,7 @@ def seed_sandbox_from_store(engine: sa.Engine, admin: object) -> dict[str, int]:
     admin.seed(
         {
             "units": [{"number": u, "name": u} for u in units],
-            "materials": materials,  # type: ignore[attr-defined]
+            "materials": materials,
             "stocks": stocks,
             "inventory": inventory,
         }
@@ -223,27 +224,39 @@ def today() -> date:
     return now_utc().astimezone(SHANGHAI).date()
 
 
-def store_summary(engine: sa.Engine) -> dict[str, object]:
+@dataclass(frozen=True)
+class NightSummary:
+    """What the store says after the night."""
+
+    queue: dict[str, int]
+    reconciliation: dict[str, int]
+    promises: dict[str, int]
+    late: int
+
+
+def store_summary(engine: sa.Engine) -> NightSummary:
     from crm_core.models import DeliveryPromise, DeliveryQueueItem, ReconciliationRun
 
     with engine.connect() as conn:
-        queue = dict(
-            conn.execute(
+        queue = {
+            str(k): int(v)
+            for k, v in conn.execute(
                 sa.select(DeliveryQueueItem.state, sa.func.count()).group_by(DeliveryQueueItem.state)
             ).all()
-        )
+        }
         recon = conn.execute(
-            sa.select(ReconciliationRun.counts, ReconciliationRun.finished_at)
-            .order_by(ReconciliationRun.id.desc())
-            .limit(1)
+            sa.select(ReconciliationRun.counts).order_by(ReconciliationRun.id.desc()).limit(1)
         ).first()
-        promises = dict(
-            conn.execute(
+        promises = {
+            str(k): int(v)
+            for k, v in conn.execute(
                 sa.select(DeliveryPromise.reason, sa.func.count()).group_by(DeliveryPromise.reason)
             ).all()
+        }
+        late = int(
+            conn.execute(sa.select(sa.func.count()).where(DeliveryPromise.late.is_(True))).scalar_one()
         )
-        late = conn.execute(sa.select(sa.func.count()).where(DeliveryPromise.late.is_(True))).scalar_one()
-    return {"queue": queue, "reconciliation": recon[0] if recon else {}, "promises": promises, "late": late}
+    return NightSummary(queue, dict(recon[0]) if recon else {}, promises, late)
 
 
 def ensure_store(home: Path) -> sa.Engine:

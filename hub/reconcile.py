@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from crm_core.db import session_scope
-from crm_core.documents import load_documents
+from crm_core.documents import InvoiceDocument, load_documents
 from crm_core.models import DeliveryQueueItem, Invoice, ReconciliationResult, ReconciliationRun
 from crm_core.types import now_utc
 from hub.push.sink import ExternalBill, OutboundSink
@@ -119,78 +119,7 @@ def reconcile(
             seen.add(bill_no)
             found = erp_by_no.get(bill_no, [])
             state = states.get(doc.id)
-            amount = doc.total_net
-            base = dict(
-                canonical_id=doc.id,
-                canonical_number=doc.number,
-                invoice_number=doc.invoice_number,
-                bill_no=bill_no,
-                canonical_amount=amount,
-            )
-            if len(found) > 1:
-                rows.append(
-                    Row(
-                        "duplicated_in_erp",
-                        external_id=",".join(b.external_id for b in found),
-                        erp_amount=sum((b.amount or Decimal(0) for b in found), Decimal(0)),
-                        details=f"{len(found)} bills carry this number",
-                        **base,
-                    )
-                )
-            elif found:
-                bill = found[0]
-                if bill.amount is not None and bill.amount != amount:
-                    rows.append(
-                        Row(
-                            "amount_mismatch",
-                            external_id=bill.external_id,
-                            erp_amount=bill.amount,
-                            details="net amount differs",
-                            **base,
-                        )
-                    )
-                elif bill.invoice_no is not None and bill.invoice_no != doc.invoice_number:
-                    rows.append(
-                        Row(
-                            "amount_mismatch",
-                            external_id=bill.external_id,
-                            erp_amount=bill.amount,
-                            details=f"invoice number in ERP is {bill.invoice_no}",
-                            **base,
-                        )
-                    )
-                else:
-                    rows.append(Row("matched", external_id=bill.external_id, erp_amount=bill.amount, **base))
-            elif state == "dead":
-                rows.append(
-                    Row(
-                        "dead_lettered",
-                        external_id=None,
-                        erp_amount=None,
-                        details="see hub queue list --state dead",
-                        **base,
-                    )
-                )
-            elif state == "done":
-                rows.append(
-                    Row(
-                        "missing_in_erp",
-                        external_id=None,
-                        erp_amount=None,
-                        details="pushed, but the ERP no longer has it (deleted?)",
-                        **base,
-                    )
-                )
-            else:
-                rows.append(
-                    Row(
-                        "pending",
-                        external_id=None,
-                        erp_amount=None,
-                        details=f"queue state: {state or 'not yet queued'}",
-                        **base,
-                    )
-                )
+            rows.append(_classify(doc, bill_no, found, state))
         for bill_no, bills in sorted(erp_by_no.items()):
             if bill_no not in seen:
                 for bill in bills:
@@ -229,6 +158,36 @@ def reconcile(
             rows, out_dir / f"{stem}.xlsx", title=f"{sink.system} {date_from}~{date_to}"
         )
     return result
+
+
+def _classify(doc: InvoiceDocument, bill_no: str, found: list[ExternalBill], state: str | None) -> Row:
+    """The status of one canonical invoice given the ERP bills carrying its number and its queue state."""
+    base = Row("matched", doc.id, doc.number, doc.invoice_number, bill_no, None, doc.total_net, None)
+    if len(found) > 1:
+        return replace(
+            base,
+            status="duplicated_in_erp",
+            external_id=",".join(b.external_id for b in found),
+            erp_amount=sum((b.amount or Decimal(0) for b in found), Decimal(0)),
+            details=f"{len(found)} bills carry this number",
+        )
+    if found:
+        bill = found[0]
+        matched = replace(base, external_id=bill.external_id, erp_amount=bill.amount)
+        if bill.amount is not None and bill.amount != doc.total_net:
+            return replace(matched, status="amount_mismatch", details="net amount differs")
+        if bill.invoice_no is not None and bill.invoice_no != doc.invoice_number:
+            return replace(
+                matched, status="amount_mismatch", details=f"invoice number in ERP is {bill.invoice_no}"
+            )
+        return matched
+    if state == "dead":
+        return replace(base, status="dead_lettered", details="see hub queue list --state dead")
+    if state == "done":
+        return replace(
+            base, status="missing_in_erp", details="pushed, but the ERP no longer has it (deleted?)"
+        )
+    return replace(base, status="pending", details=f"queue state: {state or 'not yet queued'}")
 
 
 def pushed_business_range(engine: sa.Engine, system: str, since: datetime, today: date) -> tuple[date, date]:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.bulk import BulkLoadResult, InvoiceFrames, load_invoices
 from crm_core.db import session_scope
-from crm_core.demo.generate import DemoDataSet, DemoInvoiceChunk, LineRow, generate
+from crm_core.demo.generate import ANCHOR, DemoDataSet, DemoInvoiceChunk, LineRow, generate
 from crm_core.models import (
     Contact,
     Customer,
@@ -153,7 +153,7 @@ def load_demo_data(
     tests); ``hub demo`` passes the real date so open orders are recent and promises make sense.
     """
     started = time.perf_counter()
-    data = generate(seed, customers=customers, invoices=invoices, **({"anchor": anchor} if anchor else {}))
+    data = generate(seed, customers=customers, invoices=invoices, anchor=anchor or ANCHOR)
     with session_scope(engine) as session:
         reused = _existing_customers(session, data)
         if reused:
@@ -438,12 +438,13 @@ def _bump_sequences(session: Session, data: DemoDataSet) -> None:
         used[key] = max(used.get(key, 0), int(seq))
     for inv_year, inv_last in data.invoice_sequences().items():
         used[("INV", inv_year)] = inv_last
-    table = NumberSequence.__table__
-    current = {(r.prefix, r.year): r.last_value for r in session.execute(sa.select(table)).all()}
+    current = {(r.prefix, r.year): r.last_value for r in session.scalars(sa.select(NumberSequence))}
     for (prefix, year), last in sorted(used.items()):
         if (prefix, year) not in current:
-            session.execute(sa.insert(table).values(prefix=prefix, year=year, last_value=last))
+            session.execute(sa.insert(NumberSequence).values(prefix=prefix, year=year, last_value=last))
         elif current[(prefix, year)] < last:
             session.execute(
-                sa.update(table).where(table.c.prefix == prefix, table.c.year == year).values(last_value=last)
+                sa.update(NumberSequence)
+                .where(NumberSequence.prefix == prefix, NumberSequence.year == year)
+                .values(last_value=last)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 import crm_core.models  # noqa: F401  (registers every table)
 from crm_core.db import make_engine
@@ -34,7 +35,7 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     # render_as_batch lets later migrations alter tables on SQLite too.
     context.configure(
         connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Canonical store: migrations.", no_args_is_help=True)
+app: typer.Typer = typer.Typer(help="Canonical store: migrations.", no_args_is_help=True)
 console = Console()
 
 

@@ -12,6 +12,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hub.cli.main import EXIT_OK, EXIT_PROBLEMS
+from hub.demo import NightReport, NightSummary
+
+TONIGHT = "ERP writes tonight"
 
 console = Console()
 
@@ -78,7 +81,7 @@ def demo(
                 night.make_retries_due(engine, night.CONNECTION)
                 ok = _run(bar, report, push_job, env, home, label=f"{push_job} (retries)")
             ok = _run(bar, report, inventory_job, env, home) and ok
-            report.changes["ERP writes tonight"] = len(sandbox.state.ledger()) - writes_before
+            report.changes[TONIGHT] = len(sandbox.state.ledger()) - writes_before
         ledger = len(sandbox.state.ledger())
     finally:
         sandbox.stop()
@@ -86,62 +89,55 @@ def demo(
     raise typer.Exit(EXIT_OK if ok else EXIT_PROBLEMS)
 
 
-def _run(bar: Progress, report: object, job: str, env: dict[str, str], home: Path, label: str = "") -> bool:
+def _run(
+    bar: Progress, report: NightReport, job: str, env: dict[str, str], home: Path, label: str = ""
+) -> bool:
     """One Dagster job through Dagster's CLI, shown as a progress line."""
     from hub import demo as night
 
-    task = bar.add_task(f"Dagster job {label or job}", total=None)
-    log = home / f"{(label or job).replace(' ', '_').replace('(', '').replace(')', '')}.log"
+    name = label or job
+    task = bar.add_task(f"Dagster job {name}", total=None)
+    log = home / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.log"
     success = night.run_job(job, env, log)
-    report.jobs[label or job] = success  # type: ignore[attr-defined]
-    report.job_logs[label or job] = str(log)  # type: ignore[attr-defined]
-    bar.update(task, description=f"Dagster job {label or job}: {'ok' if success else 'FAILED'}")
+    report.jobs[name] = success
+    report.job_logs[name] = str(log)
+    bar.update(task, description=f"Dagster job {name}: {'ok' if success else 'FAILED'}")
     bar.stop_task(task)
     return success
 
 
-def _print(report: object, summary: dict[str, object], *, sandbox_ledger: int, seconds: float) -> None:
-    r = report  # NightReport
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+
+
+def _print(report: NightReport, summary: NightSummary, *, sandbox_ledger: int, seconds: float) -> None:
     table = Table(title="Night summary", show_header=False)
-    if r.first_night:  # type: ignore[attr-defined]
-        table.add_row("Loaded", ", ".join(f"{v:,} {k}" for k, v in r.loaded.items()))  # type: ignore[attr-defined]
+    if report.first_night:
+        table.add_row("Loaded", ", ".join(f"{v:,} {k}" for k, v in report.loaded.items()))
     else:
-        table.add_row(
-            "Changes since last night",
-            ", ".join(
-                f"{v} {k}"
-                for k, v in r.changes.items()  # type: ignore[attr-defined]
-                if k != "ERP writes tonight"
-            ),
-        )
-    for job, success in r.jobs.items():  # type: ignore[attr-defined]
+        changes = {k: v for k, v in report.changes.items() if k != TONIGHT}
+        table.add_row("Changes since last night", ", ".join(f"{v} {k}" for k, v in changes.items()))
+    for job, success in report.jobs.items():
         table.add_row(
             f"Job {job}",
-            "[green]succeeded[/green]" if success else f"[red]FAILED[/red] (log: {r.job_logs[job]})",
-        )  # type: ignore[attr-defined]
-    table.add_row("Queue", ", ".join(f"{k}: {v}" for k, v in sorted(summary["queue"].items())) or "empty")  # type: ignore[union-attr]
-    table.add_row("ERP writes tonight (sandbox ledger)", str(r.changes.get("ERP writes tonight", 0)))  # type: ignore[attr-defined]
+            "[green]succeeded[/green]" if success else f"[red]FAILED[/red] (log: {report.job_logs[job]})",
+        )
+    table.add_row("Queue", _counts(summary.queue) or "empty")
+    table.add_row("ERP writes tonight (sandbox ledger)", str(report.changes.get(TONIGHT, 0)))
     table.add_row("ERP writes, all nights", str(sandbox_ledger))
-    table.add_row(
-        "Reconciliation",
-        ", ".join(f"{k}: {v}" for k, v in sorted(summary["reconciliation"].items()))  # type: ignore[union-attr]
-        or "not run",
-    )
+    table.add_row("Reconciliation", _counts(summary.reconciliation) or "not run")
     table.add_row(
         "Delivery promises",
-        (
-            ", ".join(f"{k}: {v}" for k, v in sorted(summary["promises"].items()))  # type: ignore[union-attr]
-            + f"; late against the requested date: {summary['late']}"
-        )
-        if summary["promises"]
+        f"{_counts(summary.promises)}; late against the requested date: {summary.late}"
+        if summary.promises
         else "not computed",
     )
-    table.add_row("Reports", str(r.home / "reports"))  # type: ignore[attr-defined]
+    table.add_row("Reports", str(report.home / "reports"))
     table.add_row("Took", f"{seconds:.0f} s")
     console.print(table)
     console.print(
         Panel(
-            f"Open the Dagster UI on this night's runs:\n  HUB_HOME={r.home} make ui\n"  # type: ignore[attr-defined]
+            f"Open the Dagster UI on this night's runs:\n  HUB_HOME={report.home} make ui\n"
             "Run `hub demo` again to play the next day (only the changes are pushed).",
             title="Next",
         )

@@ -21,7 +21,7 @@ from hub.cli.templates import print_error
 from hub.config.models.files import CustomerSheet
 from hub.errors import ConfigError, HubError
 
-app = typer.Typer(help="Import the sheets teams keep today.", no_args_is_help=True)
+app: typer.Typer = typer.Typer(help="Import the sheets teams keep today.", no_args_is_help=True)
 console = Console()
 
 

@@ -22,7 +22,9 @@ from hub.errors import AuthError, ConfigError, HubError, InfrastructureError, Tr
 
 console = Console()
 err_console = Console(stderr=True)
-pull_app = typer.Typer(help="Pull data from ERPs and file drops into the store.", no_args_is_help=True)
+pull_app: typer.Typer = typer.Typer(
+    help="Pull data from ERPs and file drops into the store.", no_args_is_help=True
+)
 
 SHANGHAI = "Asia/Shanghai"
 

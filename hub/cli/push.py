@@ -25,7 +25,7 @@ from hub.errors import ConfigError, HubError, InfrastructureError, TransientErro
 
 EXIT_SKIPPED = 4
 console = Console()
-queue_app = typer.Typer(
+queue_app: typer.Typer = typer.Typer(
     help="The retrying delivery queue: list, show, retry, replay, discard.", no_args_is_help=True
 )
 
@@ -207,7 +207,7 @@ def queue_list(
         )
         if state:
             query = query.where(DeliveryQueueItem.state == state)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": item.id,
                 "invoice": number,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Local ERP sandboxes (real HTTP on loopback, fault injection).", no_args_is_help=True)
+app: typer.Typer = typer.Typer(
+    help="Local ERP sandboxes (real HTTP on loopback, fault injection).", no_args_is_help=True
+)
 
 # Command modules (each does `from hub.cli.sandbox import app` and `@app.command(...)`):
 from hub.cli import sandbox_k3cloud, sandbox_kis  # noqa: E402,F401  (register their commands)

@@ -18,7 +18,7 @@ from rich.table import Table
 from hub.cli.main import EXIT_CONFIG, EXIT_OK
 from hub.errors import ConfigError, HubError
 
-app = typer.Typer(help="Connector templates: list, show and validate.", no_args_is_help=True)
+app: typer.Typer = typer.Typer(help="Connector templates: list, show and validate.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 

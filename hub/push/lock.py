@@ -45,13 +45,12 @@ def connection_lock(engine: sa.Engine, name: str, *, ttl: timedelta = timedelta(
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
                 conn.commit()
         return
-    table = SyncLock.__table__
     with engine.begin() as conn:
         now = now_utc()
-        conn.execute(sa.delete(table).where(table.c.name == name, table.c.expires_at < now))
+        conn.execute(sa.delete(SyncLock).where(SyncLock.name == name, SyncLock.expires_at < now))
         try:
             conn.execute(
-                sa.insert(table).values(name=name, owner=owner, acquired_at=now, expires_at=now + ttl)
+                sa.insert(SyncLock).values(name=name, owner=owner, acquired_at=now, expires_at=now + ttl)
             )
         except sa.exc.IntegrityError as exc:
             raise LockBusy(f"another push for connection {name!r} is running; this run is skipped") from exc
@@ -59,4 +58,4 @@ def connection_lock(engine: sa.Engine, name: str, *, ttl: timedelta = timedelta(
         yield
     finally:
         with engine.begin() as conn:
-            conn.execute(sa.delete(table).where(table.c.name == name, table.c.owner == owner))
+            conn.execute(sa.delete(SyncLock).where(SyncLock.name == name, SyncLock.owner == owner))

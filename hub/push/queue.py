@@ -170,7 +170,7 @@ def dead_letter(
             canonical_id=item.canonical_id,
             error_type=type(error).__name__,
             error_message=redact(str(error)),
-            context=redact_mapping({**getattr(error, "context", {}), **context}),  # type: ignore[arg-type]
+            context=redact_mapping({**getattr(error, "context", {}), **context}),
         )
     )
 
@@ -237,4 +237,5 @@ def retry_now(session: Session, system: str, item_ids: Sequence[int] | None = No
     )
     if item_ids is not None:
         query = query.where(DeliveryQueueItem.id.in_(list(item_ids)))
-    return int(session.execute(query.values(next_attempt_at=None)).rowcount or 0)
+    result = session.execute(query.values(next_attempt_at=None))
+    return int(getattr(result, "rowcount", 0) or 0)
