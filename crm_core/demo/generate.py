@@ -290,13 +290,13 @@ class DemoDataSet:
 # --- small entities -------------------------------------------------------------------------------
 
 
-def _d(value: float | str, places: str = "0.01") -> Decimal:
+def _d(value: float | str | Decimal, places: str = "0.01") -> Decimal:
     return Decimal(str(value)).quantize(Decimal(places), ROUND_HALF_UP)
 
 
 def _products() -> tuple[ProductRow, ...]:
     # Deterministic without a seed: the catalogue is the company's, not random.
-    rows = []
+    rows: list[ProductRow] = []
     for group, name, specs, unit, (lo, hi), lead, rate in catalog.PRODUCT_FAMILIES:
         for i, spec in enumerate(specs, start=1):
             share = i / len(specs)  # bigger sizes cost more
@@ -550,13 +550,13 @@ def _sales(
             ("open", "partially_delivered", "delivered", "invoiced"),
             weights=(60, 30, 5, 5) if recent else (3, 7, 30, 60),
         )[0]
-        lines = []
+        order_lines: list[LineRow] = []
         for ln in accepted.lines:
             delivered = {
                 "open": Decimal(0),
                 "partially_delivered": (ln.quantity / 2).to_integral_value(),
             }.get(status, ln.quantity)
-            lines.append(
+            order_lines.append(
                 LineRow(
                     ln.line_no,
                     ln.product_key,
@@ -578,10 +578,10 @@ def _sales(
                 quote_number=quote.number,
                 quote_version=accepted.version,
                 order_date=order_day,
-                requested_date=max(ln.requested_date for ln in lines if ln.requested_date),
+                requested_date=max(ln.requested_date for ln in order_lines if ln.requested_date),
                 region=customer.region,
                 status=status,
-                lines=tuple(lines),
+                lines=tuple(order_lines),
             )
         )
     return tuple(opportunities), tuple(quotes), tuple(orders), interactions
@@ -612,7 +612,8 @@ def _general_interactions(
 def _inventory(
     rng: random.Random, products: tuple[ProductRow, ...], anchor: date
 ) -> tuple[tuple[PositionRow, ...], tuple[SupplyRow, ...]]:
-    positions, supplies = [], []
+    positions: list[PositionRow] = []
+    supplies: list[SupplyRow] = []
     for product in products:
         if product.erp_material_code.startswith("9."):
             continue  # services have no stock
@@ -780,7 +781,9 @@ def _invoice_block(data: DemoDataSet, block: int, lo: int, hi: int) -> DemoInvoi
     )
     not_draft = status != "draft"
     invoice_numbers = np.where(
-        not_draft, np.array([f"{10_000_000 + i:08d}" for i in idx.tolist()], dtype=object), None
+        not_draft,
+        np.array([f"{10_000_000 + i:08d}" for i in idx.tolist()], dtype=object),
+        np.array(None, dtype=object),
     )
     issue = np.where(not_draft, dates, np.datetime64("NaT"))
 
