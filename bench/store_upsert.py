@@ -56,6 +56,7 @@ DEFAULT_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 GOALS = {"postgresql": 0.45, "sqlite": 0.40}
 BASELINE = {"postgresql": "raw COPY", "sqlite": "raw executemany"}
 
+
 @dataclass
 class Figures:
     backend: str
