@@ -34,16 +34,22 @@ class InventorySnapshot(Base):
 
 
 class InventoryPosition(Base):
-    """Stock of one (material, warehouse, lot) in one snapshot. Loaded in bulk, never row by row."""
+    """Stock of one (material, warehouse, lot) in one snapshot. Loaded in bulk, never row by row.
+
+    The primary key is the natural key (snapshot_id, material_code, warehouse_code, lot): one index to
+    fill per loaded row instead of a surrogate ``id`` plus a unique index. ``snapshot_id`` has no foreign
+    key on purpose: only :mod:`hub.inventory.load` writes positions, in the same transaction as their
+    snapshot header, and a per-row FK check costed about as much as the COPY itself on a 1M-row load
+    (migration 0003). Code that deletes snapshot headers must therefore delete their positions first
+    (see ``hub.inventory.load.prune_positions`` / ``delete_snapshots``).
+    """
 
     __tablename__ = "inventory_positions"
-    __table_args__ = (sa.UniqueConstraint("snapshot_id", "material_code", "warehouse_code", "lot"),)
 
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
-    snapshot_id: Mapped[int] = mapped_column(sa.ForeignKey("inventory_snapshots.id", ondelete="CASCADE"))
-    material_code: Mapped[str] = mapped_column(sa.String(64))
-    warehouse_code: Mapped[str] = mapped_column(sa.String(32))
-    lot: Mapped[str] = mapped_column(sa.String(64), default="")
+    snapshot_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    material_code: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    warehouse_code: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    lot: Mapped[str] = mapped_column(sa.String(64), primary_key=True, default="")
     on_hand: Mapped[Decimal] = mapped_column(Quantity)
     reserved: Mapped[Decimal] = mapped_column(Quantity, default=Decimal("0"))
 

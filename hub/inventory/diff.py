@@ -107,9 +107,9 @@ def _counts(conn: sa.Connection, old_id: int, new_id: int) -> tuple[int, int, in
 
     row = conn.execute(
         sa.select(
-            total(new.c.id.is_(None)),
-            total(old.c.id.is_(None)),
-            total(sa.and_(old.c.id.is_not(None), new.c.id.is_not(None), differs)),
+            total(new.c.snapshot_id.is_(None)),
+            total(old.c.snapshot_id.is_(None)),
+            total(sa.and_(old.c.snapshot_id.is_not(None), new.c.snapshot_id.is_not(None), differs)),
         ).select_from(old.join(new, on, full=True))
     ).one()
     return int(row[0]), int(row[1]), int(row[2])

@@ -252,17 +252,18 @@ def pull_sftp(
 
 
 def policy_for(source: InventorySource, *, max_shrink: float | None = None) -> SnapshotPolicy:
-    """The refusal policy of a configured stream: its reject threshold, and ``max_shrink`` if given."""
+    """The refusal policy of a configured stream: its reject threshold and ``max_shrink``.
+
+    ``max_shrink`` given here (the CLI's ``--max-shrink``) wins over the stream's configured value.
+    """
     stream = source.template.streams.inventory
     assert stream is not None  # inventory_sources only returns connections with the stream
     # CSV drops carry their own reject_threshold; API streams use their validation's blocking threshold.
     share = (
         stream.reject_threshold if isinstance(stream, CsvDropStream) else stream.validation.blocking_threshold
     )
-    defaults = SnapshotPolicy()
-    return SnapshotPolicy(
-        max_shrink=defaults.max_shrink if max_shrink is None else max_shrink, max_reject_share=float(share)
-    )
+    shrink = stream.max_shrink if max_shrink is None else max_shrink
+    return SnapshotPolicy(max_shrink=float(shrink), max_reject_share=float(share))
 
 
 def pull_source(

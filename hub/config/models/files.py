@@ -87,6 +87,13 @@ class CsvDropStream(Strict):
     reject_threshold: float = Field(
         0.01, ge=0, le=1, description="Share of malformed rows above which the whole snapshot is rejected."
     )
+    max_shrink: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="inventory only: refuse a snapshot whose row count fell by more than this share "
+        "against the one in force.",
+    )
     schedule: Schedule | None = None
 
     @model_validator(mode="after")

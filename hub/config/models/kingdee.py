@@ -123,6 +123,13 @@ class InventoryPullStream(Strict):
     validation: ValidationRef
     schedule: Schedule | None = Field(None, description="Overrides the connection schedule (e.g. hourly).")
     source_timezone: TimeZoneName = SHANGHAI
+    max_shrink: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Refuse a snapshot whose row count fell by more than this share against the one "
+        "in force.",
+    )
 
 
 class KisStreams(Strict):
