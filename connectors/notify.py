@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import smtplib
 import ssl
 import time
@@ -22,11 +21,7 @@ from typing import Any, Protocol
 import requests
 
 from hub.errors import PermanentError, TransientError
-from hub.secrets import install_log_redaction, redact, register_secret
-
-# urllib3 logs every request line (URL with query) at DEBUG, and a robot's URL carries its secret
-# (WeCom ?key=, DingTalk ?access_token=): mask registered secrets in those records at the source.
-install_log_redaction(logging.getLogger("urllib3.connectionpool"))
+from hub.secrets import redact, register_secret
 
 
 class Notifier(Protocol):

@@ -131,3 +131,10 @@ def install_log_redaction(logger: logging.Logger | None = None) -> None:
             handler.addFilter(RedactingFilter())
     if not any(isinstance(f, RedactingFilter) for f in target.filters):
         target.addFilter(RedactingFilter())
+
+
+# HTTP libraries log each request line, query string included, at DEBUG; some vendor APIs (KIS koas auth,
+# robot webhooks) carry secrets in the query. Records logged straight to these loggers pass their own
+# filters, so the mask holds whatever handlers the application configures.
+for _library_logger in ("urllib3.connectionpool",):
+    install_log_redaction(logging.getLogger(_library_logger))

@@ -3,6 +3,7 @@ retried, replayable, and reconciled."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from datetime import date
@@ -223,3 +224,42 @@ def test_reconciliation_finds_a_bill_deleted_behind_our_back_and_the_xlsx_totals
     assert Decimal(str(rows[-1][5])).quantize(Decimal("0.01")) == expected_net
     assert sum(1 for r in rows[1:-1] if r[0] == "ERP缺失") == 1
     assert recon.csv_path.read_text(encoding="utf-8-sig").splitlines()[0].startswith("对账结果")
+
+
+def test_a_lock_left_by_a_killed_push_is_taken_over(world: World) -> None:
+    """SQLite keeps the lock as a row; a row whose owner process is gone must not block the next night."""
+    import socket
+    import subprocess
+    import sys
+
+    from crm_core.models import SyncLock
+    from crm_core.types import now_utc
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    with session_scope(world.engine) as session:
+        now = now_utc()
+        session.add(
+            SyncLock(
+                name="push:erp",
+                owner=f"{socket.gethostname()}:{dead.stdout.strip()}",
+                acquired_at=now,
+                expires_at=now.replace(year=now.year + 1),
+            )
+        )
+    world.make_invoices(1)
+    assert run_push(world.engine, world.sink, SETTINGS).pushed == 1
+
+    with session_scope(world.engine) as session:  # a live holder still blocks
+        now = now_utc()
+        session.add(
+            SyncLock(
+                name="push:erp",
+                owner=f"{socket.gethostname()}:{os.getpid()}",
+                acquired_at=now,
+                expires_at=now.replace(year=now.year + 1),
+            )
+        )
+    with pytest.raises(LockBusy):
+        run_push(world.engine, world.sink, SETTINGS)
