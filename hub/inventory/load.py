@@ -145,9 +145,11 @@ def _copy_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
     table = pa.table(
         {
             "snapshot_id": pa.array(np.full(n, snapshot_id, dtype=np.int64)),
-            "material_code": pa.array(frame[c.MATERIAL].to_numpy(dtype=object), type=pa.string()),
-            "warehouse_code": pa.array(frame[c.WAREHOUSE].to_numpy(dtype=object), type=pa.string()),
-            "lot": pa.array(frame[c.LOT].fillna("").to_numpy(dtype=object), type=pa.string()),
+            # Straight from the Series: pandas' Arrow-backed strings convert without a copy (going through
+            # an object ndarray cost 0.5 s at 1M rows); object columns convert too.
+            "material_code": pa.array(frame[c.MATERIAL], type=pa.string()),
+            "warehouse_code": pa.array(frame[c.WAREHOUSE], type=pa.string()),
+            "lot": pa.array(frame[c.LOT].fillna(""), type=pa.string()),
             "on_hand": pa.array(_quantities(frame[c.ON_HAND])),
             "reserved": pa.array(_quantities(frame[c.RESERVED])),
         }
