@@ -340,8 +340,7 @@ def _bind(
         payload_hash=digest,
         mapping_version=settings.mapping.version,
     )
-    session.add(binding)
-    session.flush()
+    session.add(binding)  # written with the batch's commit: no round trip per record
     return binding
 
 
