@@ -4,7 +4,6 @@ retried, replayable, and reconciled."""
 from __future__ import annotations
 
 import os
-import threading
 from collections import Counter
 from datetime import date
 from decimal import Decimal
@@ -19,7 +18,7 @@ from crm_core.db import session_scope
 from crm_core.invoicing import red_letter
 from crm_core.models import DeliveryQueueItem, ExternalBinding, Invoice, Product, QuarantinedRecord
 from hub.push.engine import AUDITED_NEEDS_RED_LETTER, run_push
-from hub.push.lock import LockBusy, connection_lock
+from hub.push.lock import LockBusy
 from hub.push.queue import replay
 from hub.reconcile import reconcile
 from tests.push.conftest import SETTINGS, World
@@ -169,28 +168,6 @@ def test_a_change_after_push_updates_an_unaudited_bill_and_quarantines_an_audite
         ).one()
     assert AUDITED_NEEDS_RED_LETTER in reasons[0]["reason"]
     assert len(world.ledger_bill_numbers()) == 2  # updates never create bills
-
-
-def test_two_pushes_at_once_the_second_is_skipped(world: World) -> None:
-    world.make_invoices(1)
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with connection_lock(world.engine, "push:erp"):
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert holding.wait(10)
-        with pytest.raises(LockBusy, match="skipped"):
-            run_push(world.engine, world.sink, SETTINGS)
-    finally:
-        release.set()
-        thread.join()
-    assert run_push(world.engine, world.sink, SETTINGS).pushed == 1
 
 
 def test_dry_run_sends_nothing_and_consumes_nothing(world: World) -> None:
