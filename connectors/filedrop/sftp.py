@@ -282,7 +282,7 @@ class SftpDropClient:
     def _new_client(self) -> paramiko.SSHClient:
         settings = self.settings
         client = paramiko.SSHClient()
-        # Only what the config pins is trusted: no system known_hosts, never an auto-adding or warn-only policy.
+        # Only what the config pins is trusted: no system known_hosts, never an auto-adding policy.
         client.set_missing_host_key_policy(_PinnedHostKeyPolicy(settings))
         if settings.known_hosts_line:
             try:
