@@ -144,6 +144,59 @@ def _missing_details(frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:
     return out
 
 
+def _check_columns(
+    frame: pd.DataFrame, materials: Set[str] | None, warehouses: Set[str] | None
+) -> dict[str, np.ndarray]:
+    """The boolean check columns (True = the row passes), computed vectorised over the whole frame."""
+    material = frame[c.MATERIAL]
+    warehouse = frame[c.WAREHOUSE]
+    present = (
+        material.notna().to_numpy()
+        & (material.fillna("") != "").to_numpy()
+        & warehouse.notna().to_numpy()
+        & (warehouse.fillna("") != "").to_numpy()
+        & frame[c.ON_HAND].notna().to_numpy()
+        & frame[c.RESERVED].notna().to_numpy()
+    )
+    fits = np.ones(len(frame), dtype=bool)
+    for name, width in CODE_WIDTHS.items():
+        fits &= (frame[name].fillna("").str.len() <= width).to_numpy(dtype=bool)
+    checks = {
+        _PRESENT: present,
+        _FITS: fits,
+        # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
+        _UNIQUE: ~frame.duplicated(list(c.POSITION_KEY), keep=False).to_numpy() | ~present,
+    }
+    # A missing code fails values_present; it is not also reported as unknown.
+    if materials is not None:
+        checks[_MATERIAL_KNOWN] = material.isin(materials).to_numpy(dtype=bool) | material.isna().to_numpy()
+    if warehouses is not None:
+        checks[_WAREHOUSE_KNOWN] = (
+            warehouse.isin(warehouses).to_numpy(dtype=bool) | warehouse.isna().to_numpy()
+        )
+    return checks
+
+
+def _suspects(frame: pd.DataFrame, checks: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The frame GX validates: every row some rule may fail, with its check columns.
+
+    GX stays the engine of record (it decides every failure and its reason), but rows that pass every
+    pre-computed check and hold no negative quantity cannot fail any rule of the suite, so they are
+    left out: GX over 1M rows cost ~3 s for what pandas had already computed. (A NaN quantity is not
+    "negative" for either side: GX's between ignores nulls, and it fails ``values_present`` instead.)
+    When no row is suspect, the first row still goes through, so the suite runs on every snapshot.
+    """
+    suspect = (frame[c.ON_HAND].to_numpy() < 0) | (frame[c.RESERVED].to_numpy() < 0)
+    for passed in checks.values():
+        suspect |= ~passed
+    if not suspect.any() and len(frame):
+        suspect[0] = True
+    compact = frame.loc[suspect].copy()
+    for name, passed in checks.items():
+        compact[name] = passed[suspect]
+    return compact.reset_index(drop=True)
+
+
 def validate_snapshot(
     frame: pd.DataFrame,
     *,
@@ -165,32 +218,10 @@ def validate_snapshot(
     """
     materials = None if known_materials is None else frozenset(known_materials)
     warehouses = None if known_warehouses is None else frozenset(known_warehouses)
-    check = frame.copy()
-    present = (
-        check[c.MATERIAL].notna().to_numpy()
-        & (check[c.MATERIAL].fillna("") != "").to_numpy()
-        & check[c.WAREHOUSE].notna().to_numpy()
-        & (check[c.WAREHOUSE].fillna("") != "").to_numpy()
-        & check[c.ON_HAND].notna().to_numpy()
-        & check[c.RESERVED].notna().to_numpy()
+    checks = _check_columns(frame, materials, warehouses)
+    outcome = validate_frame(
+        _suspects(frame, checks), _rules(materials, warehouses), id_column=c.SOURCE_LINE, suite=SUITE
     )
-    check[_PRESENT] = present
-    fits = np.ones(len(check), dtype=bool)
-    for name, width in CODE_WIDTHS.items():
-        fits &= (check[name].fillna("").str.len() <= width).to_numpy(dtype=bool)
-    check[_FITS] = fits
-    # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
-    check[_UNIQUE] = ~check.duplicated(list(c.POSITION_KEY), keep=False).to_numpy() | ~present
-    # A missing code fails values_present; it is not also reported as unknown.
-    if materials is not None:
-        check[_MATERIAL_KNOWN] = (
-            check[c.MATERIAL].isin(materials).to_numpy(dtype=bool) | check[c.MATERIAL].isna()
-        )
-    if warehouses is not None:
-        check[_WAREHOUSE_KNOWN] = (
-            check[c.WAREHOUSE].isin(warehouses).to_numpy(dtype=bool) | check[c.WAREHOUSE].isna()
-        )
-    outcome = validate_frame(check, _rules(materials, warehouses), id_column=c.SOURCE_LINE, suite=SUITE)
 
     absent = [int(line) for line, fs in outcome.failures.items() if any(f["column"] == _PRESENT for f in fs)]
     details = _missing_details(frame, absent) if absent else {}
