@@ -27,6 +27,7 @@ The number of statements is constant, whatever the number of rows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import time
@@ -976,7 +977,10 @@ def load_invoices(
                 cur.execute(f"DROP TABLE temp.{_TEMP_LINES}")
             dbapi.commit()
         except BaseException:
-            dbapi.rollback()
+            # A dead connection cannot roll back (the server already did); keep the original error,
+            # which says what happened, rather than the rollback's "connection already closed".
+            with contextlib.suppress(Exception):
+                dbapi.rollback()
             raise
     finally:
         raw.close()

@@ -21,8 +21,12 @@ from hub.secrets import redact, redact_mapping
 
 INVOICE_TOPICS = ("invoice.issued", "invoice.changed")
 ACTIVE_STATES = ("pending", "retry", "in_flight")
-# PostgreSQL can commit outbox rows out of id order (sequence values are taken before commit), so the
-# reader also re-reads the last few minutes of events; re-reading is harmless (unchanged -> skipped).
+# PostgreSQL can commit outbox rows out of id order (sequence values are taken before commit): a row
+# invisible to one read may get a lower id than rows already read. Each read therefore records a
+# horizon, the start of the oldest other transaction still open (every row it could not see was written
+# after that), and the next read also re-reads events created since that horizon. Re-reading is
+# harmless: an unchanged document is skipped. PG_LOOKBACK widens the window for clock skew between the
+# application (which stamps created_at) and the database server (which reports transaction starts).
 PG_LOOKBACK = timedelta(minutes=10)
 LOOKUP_CHUNK = 5000  # ids per IN (...) list; SQLite refuses statements with more than 32,766 variables
 
@@ -44,6 +48,25 @@ def cursor_name(system: str) -> str:
     return f"{system}.invoice_push"
 
 
+def _visibility_horizon(session: Session) -> datetime:
+    """Start of the oldest other open transaction on this database (PostgreSQL), else now.
+
+    Any outbox row this session cannot see yet belongs to such a transaction, so it was created after
+    this moment. Needs the hub's role to see the writers' sessions in pg_stat_activity (same role, or
+    pg_read_all_stats).
+    """
+    now = now_utc()
+    if session.get_bind().dialect.name != "postgresql":
+        return now
+    oldest = session.execute(
+        sa.text(
+            "SELECT min(xact_start) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+        )
+    ).scalar()
+    return min(oldest, now) if oldest is not None else now
+
+
 def enqueue_from_outbox(session: Session, system: str) -> int:
     """Turn new invoice events into queue items (coalesced per invoice).
 
@@ -53,9 +76,11 @@ def enqueue_from_outbox(session: Session, system: str) -> int:
     """
     cursor = session.scalar(sa.select(SyncCursor).where(SyncCursor.name == cursor_name(system)))
     last_id = int(cursor.value) if cursor and cursor.value else 0
+    horizon = _visibility_horizon(session)
     condition = OutboxEvent.id > last_id
     if session.get_bind().dialect.name == "postgresql":
-        condition = sa.or_(condition, OutboxEvent.created_at >= now_utc() - PG_LOOKBACK)
+        since = cursor.value_time if cursor and cursor.value_time else horizon
+        condition = sa.or_(condition, OutboxEvent.created_at >= min(since, horizon) - PG_LOOKBACK)
     rows = session.execute(
         sa.select(OutboxEvent.entity_id, sa.func.max(OutboxEvent.id))
         .where(OutboxEvent.topic.in_(INVOICE_TOPICS), condition)
@@ -105,9 +130,11 @@ def enqueue_from_outbox(session: Session, system: str) -> int:
         session.execute(sa.insert(DeliveryQueueItem), new_rows)
     max_id = max(latest.values())
     if cursor is None:
-        session.add(SyncCursor(name=cursor_name(system), value=str(max_id), timezone="UTC", value_time=now))
+        session.add(
+            SyncCursor(name=cursor_name(system), value=str(max_id), timezone="UTC", value_time=horizon)
+        )
     elif max_id > last_id:
-        cursor.value, cursor.value_time = str(max_id), now
+        cursor.value, cursor.value_time = str(max_id), horizon
     session.flush()
     return len(new_rows) + reopened
 

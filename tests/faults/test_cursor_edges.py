@@ -76,6 +76,35 @@ def test_case18_event_committed_after_the_cursor_passed_its_id_is_pushed_once(
     assert len(world.admin.ledger()) == writes
 
 
+def test_case18_a_transaction_longer_than_the_skew_margin_is_still_caught(
+    world_factory, fresh_pg_url, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The re-read window starts at the oldest transaction open at the previous read, not at "now minus
+    a margin": with the clock-skew margin set to zero (as if the late transaction had taken longer than
+    any fixed margin), the late event is still queued."""
+    from datetime import timedelta
+
+    import hub.push.queue as queue
+
+    monkeypatch.setattr(queue, "PG_LOOKBACK", timedelta(0))
+    world: World = world_factory(fresh_pg_url, FaultConfig(refuse_duplicate_bill_no=False))
+    world.make_invoices(2)
+    drain(world)
+    late, late_id = _open_invoice_transaction(world)
+    try:
+        world.make_invoices(3)
+        run_push(world.engine, world.sink, SETTINGS)
+        assert _cursor(world) > late_id
+        late.commit()
+    finally:
+        late.close()
+    world.make_invoices(1)  # later activity: the read after the late commit starts from a new "now"
+    drain(world)
+    assert states(world) == Counter({"done": 7})
+    report = ledger_check(world)
+    assert report.erp_bills == 7 and report.delivered == 7
+
+
 def _same_instant_events(world_factory, url: str) -> None:  # type: ignore[no-untyped-def]
     world: World = world_factory(url, FaultConfig(refuse_duplicate_bill_no=False))
     world.make_invoices(5)
