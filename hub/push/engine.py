@@ -200,8 +200,15 @@ def _push_batch(
     engine: sa.Engine, batch: list[int], sink: OutboundSink, settings: PushSettings, result: PushResult
 ) -> None:
     with session_scope(engine) as session:
-        items = _items(session, batch)
-        was_in_flight = {i.id for i in items if i.state == "in_flight" or i.attempts > 0}
+        # Items a dead run left in flight, or that failed before, may already be in the ERP.
+        was_in_flight = set(
+            session.scalars(
+                sa.select(DeliveryQueueItem.id).where(
+                    DeliveryQueueItem.id.in_(batch),
+                    sa.or_(DeliveryQueueItem.state == "in_flight", DeliveryQueueItem.attempts > 0),
+                )
+            )
+        )
         mark_in_flight(session, batch)
     with session_scope(engine) as session:
         items = _items(session, batch)
