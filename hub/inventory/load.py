@@ -139,6 +139,13 @@ def _quantities(values: pd.Series) -> np.ndarray:
     return np.round(values.to_numpy(dtype=np.float64), _QTY_PLACES)
 
 
+def _key_order(frame: pd.DataFrame) -> np.ndarray:
+    """Row positions in (material, warehouse) order (byte order of the codes, like Arrow's sort)."""
+    material = pd.factorize(frame[c.MATERIAL], sort=True)[0].astype(np.int64)
+    warehouse = pd.factorize(frame[c.WAREHOUSE], sort=True)[0].astype(np.int64)
+    return np.argsort(material * (int(warehouse.max()) + 1) + warehouse, kind="stable")
+
+
 def _copy_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
     """The positions as CSV for COPY, built column-wise with Arrow (no Python loop per row)."""
     n = len(frame)
@@ -155,10 +162,10 @@ def _copy_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
         }
     )
     # In key order the primary key (snapshot_id, material, warehouse, lot) is filled by appending at its
-    # right edge instead of random page splits: about twice as fast at 1M rows.
-    table = table.sort_by(
-        [("material_code", "ascending"), ("warehouse_code", "ascending"), ("lot", "ascending")]
-    )
+    # right edge instead of random page splits: about twice as fast at 1M rows. (material, warehouse)
+    # order is enough for that (a pair holds a few lots, on one page); sorting on their integer ranks
+    # costs 0.5 s at 1M rows where Arrow's sort on the three string columns cost 1.1 s.
+    table = table.take(_key_order(frame))
     sink = io.BytesIO()
     pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=False))
     return sink.getvalue()

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hub.errors import ConfigError
 from hub.inventory import columns as c
@@ -144,6 +146,16 @@ def _missing_details(frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:
     return out
 
 
+def _known(values: pd.Series, codes: Set[str]) -> np.ndarray:
+    """Which values are in ``codes`` (a missing value is not).
+
+    Arrow's ``is_in`` directly: pandas' ``isin`` on Arrow strings wraps each of the 50k catalog codes in
+    a ``pa.scalar`` first (0.2 s per column at 1M rows, for the same answer).
+    """
+    found = pc.is_in(pa.array(values, type=pa.string()), value_set=pa.array(list(codes), type=pa.string()))
+    return np.asarray(found.fill_null(False), dtype=bool)
+
+
 def _check_columns(
     frame: pd.DataFrame, materials: Set[str] | None, warehouses: Set[str] | None
 ) -> dict[str, np.ndarray]:
@@ -169,11 +181,9 @@ def _check_columns(
     }
     # A missing code fails values_present; it is not also reported as unknown.
     if materials is not None:
-        checks[_MATERIAL_KNOWN] = material.isin(materials).to_numpy(dtype=bool) | material.isna().to_numpy()
+        checks[_MATERIAL_KNOWN] = _known(material, materials) | material.isna().to_numpy()
     if warehouses is not None:
-        checks[_WAREHOUSE_KNOWN] = (
-            warehouse.isin(warehouses).to_numpy(dtype=bool) | warehouse.isna().to_numpy()
-        )
+        checks[_WAREHOUSE_KNOWN] = _known(warehouse, warehouses) | warehouse.isna().to_numpy()
     return checks
 
 
