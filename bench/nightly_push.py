@@ -40,12 +40,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,6 +57,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 import sqlalchemy as sa  # noqa: E402
+from kis_push import start_sandbox  # noqa: E402  (bench/ is on sys.path when a bench runs as a script)
 
 import crm_core  # noqa: E402, F401  (registers the models)
 from connectors.kingdee.kis import KisClient, KisSettings  # noqa: E402
@@ -103,37 +101,12 @@ class Goal:
 # --- shared helpers ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def sandbox_process(state: Path, latency_ms: float) -> Iterator[str]:
     """The KIS sandbox in its own process (its CPU is not ours); yields its base URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "connectors.kingdee.kis_sandbox", "--port", str(port)]
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        [*command, "--state", str(state), "--latency-ms", str(latency_ms)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "listening on" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, url = start_sandbox(state, latency_ms)  # the same starter as bench/kis_push.py
     try:
-        if not ready.wait(30):
-            raise SystemExit("the KIS sandbox did not start within 30 s")
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
