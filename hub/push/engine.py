@@ -282,6 +282,7 @@ def _push_one(
                 settings,
             )
             if found.same_content:
+                result.erp_writes += sink.complete(doc, bill, found.external_id)
                 item.state, item.payload_hash = "done", digest
                 result.pushed += 1  # completed now: the bill was already there, nothing re-sent
                 result.pushed_amount += doc.total_gross
@@ -307,7 +308,7 @@ def _push_one(
             return
         if found is not None:
             sink.update(found.external_id, bill)
-            result.erp_writes += 1
+            result.erp_writes += 1 + sink.complete(doc, bill, found.external_id)
             binding.payload_hash, binding.mapping_version, binding.synced_at = (
                 digest,
                 settings.mapping.version,
@@ -322,7 +323,7 @@ def _push_one(
         session.flush()
     sink.ensure_customer(doc.customer_code, doc.customer_name)
     external_id, _created = sink.create(bill)
-    result.erp_writes += 1
+    result.erp_writes += 1 + sink.complete(doc, bill, external_id)
     _bind(session, sink.system, doc, external_id, bill.bill_no, digest, settings)
     item.state, item.payload_hash = "done", digest
     result.pushed += 1

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from connectors.kingdee.kis.client import KisClient
 from connectors.kingdee.kis.records import OutboundBill
+from crm_core.documents import InvoiceDocument
 
 DETAIL_READERS = 6  # concurrent detail reads during reconciliation
 
@@ -48,6 +49,14 @@ class OutboundSink(Protocol):
     def update(self, external_id: str, bill: Any) -> None: ...
 
     def list_bills(self, date_from: date, date_to: date) -> list[ExternalBill]: ...
+
+    def complete(self, doc: InvoiceDocument, bill: Any, external_id: str) -> int:
+        """Follow-up documents of a bill now in the ERP (e.g. a receivable voucher); idempotent.
+
+        Called after every create, update, or lookup that found the bill already sent; returns the
+        number of ERP writes it made.
+        """
+        ...
 
 
 class KisOutboundSink:
@@ -100,6 +109,9 @@ class KisOutboundSink:
 
     def update(self, external_id: str, bill: OutboundBill) -> None:
         self.client.update_outbound(int(external_id), bill)
+
+    def complete(self, doc: InvoiceDocument, bill: OutboundBill, external_id: str) -> int:
+        return 0  # the receivable voucher is not wired yet
 
     def list_bills(self, date_from: date, date_to: date) -> list[ExternalBill]:
         """Every outbound dated in the range, with its net amount (outbounds carry no tax).
