@@ -32,6 +32,9 @@ CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
         "qty",
         "expected_date",
         "source_doc_no",
+        "line_no",  # line of the order: (source_doc_no, line_no) is unique in a file
+        "supply_kind",  # purchase | production
+        "status",  # optional: closed / cancelled / completed rows are not open supply
         "supplier_code",
     ),
     "opportunity": (

@@ -13,7 +13,7 @@ from hub.config.types import NonEmpty, RelativeRemotePath, RemoteRoot, SecretRef
 # Columns a stream cannot work without.
 REQUIRED_COLUMNS = {
     "inventory": ("material_code", "warehouse_code", "on_hand_qty"),
-    "incoming_supply": ("material_code", "qty", "expected_date"),
+    "incoming_supply": ("source_doc_no", "supply_kind", "material_code", "qty", "expected_date"),
     "customer": ("name",),
 }
 
@@ -91,8 +91,8 @@ class CsvDropStream(Strict):
         0.5,
         ge=0,
         le=1,
-        description="inventory only: refuse a snapshot whose row count fell by more than this share "
-        "against the one in force.",
+        description="Refuse a snapshot (inventory) or a supply file (incoming_supply) whose row count "
+        "fell by more than this share against the one in force.",
     )
     schedule: Schedule | None = None
 
