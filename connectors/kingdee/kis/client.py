@@ -143,40 +143,21 @@ class KisClient:
         return self._retry_plain(self._exchange, app, op, body, write=write)
 
     def _pages(self, app: str, op: str, extra: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Every row of a list endpoint, page by page, until the gateway says it was the last page.
+        """Every row of a list endpoint once, page by page, to the last page (see kis/paging.py).
 
-        Accepts ``TotalPages`` and ``TotalPage`` (both spellings are seen) and ``HasNextPage``; continues
-        while either says there is more, and stops on an empty page whatever they say.
+        Accepts ``TotalPages`` and ``TotalPage`` and ``HasNextPage``; dedupes rows by key and reads again
+        from page 1 when the list changed while it was paged (bounded passes, then a TransientError).
         """
-        size = self.settings.page_size
-        seen = 0
-        total_items: int | None = None
-        for page in range(1, MAX_PAGES + 1):
-            body = {"CurrentPage": page, "ItemsOfPage": size, **(extra or {})}
-            data = self._call(app, op, body) or {}
-            rows = data.get("List") or []
-            seen += len(rows)
-            yield from rows
-            if data.get("TotalItems") is not None:
-                total_items = int(data["TotalItems"])
-            total_pages = data.get("TotalPages", data.get("TotalPage"))
-            has_next = _truthy(data.get("HasNextPage"))
-            if not rows:
-                break
-            if has_next is None and total_pages is None:
-                more = len(rows) >= size
-            else:
-                more = bool(has_next) or (total_pages is not None and page < int(total_pages))
-            if not more:
-                break
-        if total_items is not None and total_items != seen:
-            log.warning(
-                "%s/%s: read %d rows but the gateway reported TotalItems=%d (data changed while paging?)",
-                app,
-                op,
-                seen,
-                total_items,
-            )
+        from connectors.kingdee.kis.paging import PagedRead
+
+        yield from PagedRead(
+            lambda body: self._call(app, op, body),
+            op=f"{app}/{op}",
+            page_size=self.settings.page_size,
+            extra=extra,
+            connection=self.settings.name,
+            on_event=self._bump,
+        )
 
     # --- health -------------------------------------------------------------------------------------
     def check(self) -> CheckReport:
