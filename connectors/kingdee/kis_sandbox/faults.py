@@ -4,6 +4,12 @@ Random decisions are deterministic for a given seed: each one is drawn from a ge
 ``(seed, request fingerprint, how many times that fingerprint was seen)``, where the fingerprint is the
 path and body (never tokens, nonces or trace ids). So the same client run meets the same faults whatever
 the thread interleaving. Throttling is a token bucket and therefore time-based (documented, not seeded).
+
+Two paging knobs are counted, not random (B.4 case 14): ``fail_page`` answers page P of one list op with
+a 5xx the first K times it is asked for, and ``shift_on_page`` changes the list right after page P was
+served (a row inserted at, or deleted from, the head of the list), so every later page is shifted by one
+row: the reader sees one row twice (insert) or misses one (delete). Setting either knob again restarts
+its count.
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ TOKEN_KINDS = ("access_token", "session_id", "auth_data", "refresh_auth_data_tok
 
 #: Real-life lifetimes before scaling: access token ≈30 d and session ≈3 h are evidenced (ERP-APIS §2.1a);
 #: auth_data, its refresh token and the app token (24 h, [L]) are guesses.
+#: List ops whose rows ``shift_on_page`` can insert/delete (the ``items`` lists, ordered by ``FItemID``).
+SHIFTABLE_LISTS = ("customer/list", "material/list", "stock/list", "measureunit/list")
+SHIFT_ACTIONS = ("insert", "delete")
+STATUS_5XX = (500, 502, 503, 504)
+
 BASE_TTL_SECONDS: dict[str, float] = {
     "access_token": 30 * 86400.0,
     "session_id": 3 * 3600.0,
@@ -52,6 +63,13 @@ class FaultConfig:
         fault_scope: ``all`` (auth calls too) or ``business``.
         allow_negative_stock: let an audit drive stock below zero.
         app_token_key: key of the app token in ``kingdee_auth_token`` (``app-token`` or ``app_token``).
+        fail_page: ``{"op": "customer/list", "page": 7, "times": 2, "status": 503}``: answer that page of
+            that list op (``obj/list`` or ``app/obj/list``, any case) with ``status`` (default 503) the
+            first ``times`` (default 1) times it is asked for, whatever its other fields; ``{}`` = off.
+        shift_on_page: ``{"op": "customer/list", "page": 7, "action": "insert", "times": 1}``: right after
+            that page was served, ``insert`` a row at the head of the list (a new item with the lowest
+            ``FItemID``) or ``delete`` the head row, ``times`` (default 1) times; ``{}`` = off. Only the
+            item lists (:data:`SHIFTABLE_LISTS`).
     """
 
     seed: int = 0
@@ -71,6 +89,8 @@ class FaultConfig:
     fault_scope: Literal["all", "business"] = "all"
     allow_negative_stock: bool = False
     app_token_key: Literal["app-token", "app_token"] = "app-token"  # noqa: S105 - a JSON key
+    fail_page: dict[str, Any] = field(default_factory=dict)
+    shift_on_page: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ValueError on an impossible setting."""
@@ -89,6 +109,16 @@ class FaultConfig:
         unknown = set(self.ttl_seconds) - set(TOKEN_KINDS)
         if unknown:
             raise ValueError(f"ttl_seconds keys must be among {TOKEN_KINDS}, not {sorted(unknown)}")
+        if self.fail_page:
+            rule = _page_rule("fail_page", self.fail_page, {"status"})
+            if rule.get("status", 503) not in STATUS_5XX:
+                raise ValueError(f"fail_page.status must be one of {STATUS_5XX}, not {rule['status']!r}")
+        if self.shift_on_page:
+            rule = _page_rule("shift_on_page", self.shift_on_page, {"action"})
+            if list_op(rule["op"]) not in SHIFTABLE_LISTS:
+                raise ValueError(f"shift_on_page.op must be one of {SHIFTABLE_LISTS}, not {rule['op']!r}")
+            if rule.get("action") not in SHIFT_ACTIONS:
+                raise ValueError(f"shift_on_page.action must be one of {SHIFT_ACTIONS}")
 
     def ttl(self, kind: str) -> float:
         """Lifetime in seconds of a token of ``kind``."""
@@ -99,6 +129,28 @@ class FaultConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
         return dataclasses.asdict(self)
+
+
+def list_op(op: str) -> str:
+    """``"APP006992/Customer/List"`` or ``"/customer/list"`` -> ``"customer/list"``."""
+    parts = [p for p in str(op).lower().split("/") if p]
+    return "/".join(parts[-2:])
+
+
+def _page_rule(name: str, rule: Any, extra: set[str]) -> dict[str, Any]:
+    if not isinstance(rule, dict):
+        raise ValueError(f"{name} must be an object like {{'op': 'customer/list', 'page': 7, 'times': 2}}")
+    unknown = set(rule) - {"op", "page", "times"} - extra
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {sorted(unknown)}")
+    op = list_op(str(rule.get("op") or ""))
+    if op.count("/") != 1 or not op.endswith("/list"):
+        raise ValueError(f"{name}.op must name a list op such as 'customer/list', not {rule.get('op')!r}")
+    for key, default in (("page", None), ("times", 1)):
+        value = rule.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}.{key} must be an integer >= 1, not {value!r}")
+    return rule
 
 
 @dataclass(frozen=True)
@@ -118,6 +170,7 @@ class FaultInjector:
         self.config = config
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}
+        self._fired: dict[str, int] = {"fail_page": 0, "shift_on_page": 0}
         self._tokens = float(config.throttle_burst)
         self._last_refill = time.monotonic()
 
@@ -132,6 +185,9 @@ class FaultInjector:
         with self._lock:
             if merged.seed != self.config.seed:
                 self._seen.clear()
+            for knob in self._fired:
+                if knob in changes:
+                    self._fired[knob] = 0
             self.config = merged
             self._tokens = min(self._tokens, float(merged.throttle_burst)) if merged.throttle_rate else 0.0
             if merged.throttle_rate and "throttle_rate" in changes:
@@ -158,6 +214,25 @@ class FaultInjector:
         if fail:
             return Decision(status_5xx=code)
         return Decision(lose_reply=write and lose)
+
+    def _fire(self, knob: str, rule: dict[str, Any], op: str, page: int) -> bool:
+        if not rule or list_op(rule["op"]) != list_op(op) or page != rule["page"]:
+            return False
+        with self._lock:
+            if self._fired[knob] >= int(rule.get("times", 1)):
+                return False
+            self._fired[knob] += 1
+            return True
+
+    def page_fault(self, op: str, page: int) -> int | None:
+        """The 5xx status for this read of page ``page`` of list ``op`` (``fail_page``), or None."""
+        rule = self.config.fail_page
+        return int(rule.get("status", 503)) if self._fire("fail_page", rule, op, page) else None
+
+    def page_shift(self, op: str, page: int) -> str | None:
+        """``insert``/``delete`` when the list must change after serving this page (``shift_on_page``)."""
+        rule = self.config.shift_on_page
+        return str(rule["action"]) if self._fire("shift_on_page", rule, op, page) else None
 
     def throttle(self) -> float | None:
         """None when the call may pass; otherwise seconds until a token is available."""

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from connectors.kingdee.kis_sandbox.faults import FaultInjector, retry_after_header
 from connectors.kingdee.kis_sandbox.seed import DEFAULT_SEED, SandboxCredentials
-from connectors.kingdee.kis_sandbox.state import Refusal, SandboxState
+from connectors.kingdee.kis_sandbox.state import FIRST_ITEM_ID, Refusal, SandboxState
 from connectors.kingdee.signing import api_signature, app_signature, verify_signature
 
 E_TOKEN = 1001  # access_token invalid or expired
@@ -41,6 +41,8 @@ E_BUSINESS = 10201
 TIMESTAMP_WINDOW = 300.0  # seconds either side, "valid 5 min" (ERP-APIS §1)
 BUSINESS = re.compile(r"^/koas/(app\d+)/api/([a-z]+)/([a-z]+)$", re.IGNORECASE)
 WRITE_OPS = {"create", "update", "delete"}
+#: ``shift_on_page``: list object -> kind in the ``items`` table.
+SHIFT_KINDS = {"customer": "customer", "material": "material", "stock": "stock", "measureunit": "unit"}
 CORE_STATS = ("calls", "throttled", "early_after_429", "dropped", "5xx", "lost_replies")
 
 
@@ -199,6 +201,9 @@ class Gateway:
         faulted = cfg.fault_scope == "all" or route is not None
         write = route is not None and route[2] in WRITE_OPS
         lose_reply = False
+        list_page = 0  # the page asked for, when a paging knob watches list calls
+        if route is not None and route[2] == "list" and (cfg.fail_page or cfg.shift_on_page):
+            list_page = _list_page(req.body)
         client = req.query.get("access_token") or req.client
         if faulted:
             now = time.time()
@@ -217,6 +222,12 @@ class Gateway:
                 )
             if cfg.latency_ms:
                 time.sleep(cfg.latency_ms / 1000.0)
+            page_status = self.faults.page_fault(name, list_page) if list_page else None
+            if page_status:
+                self._count("5xx")
+                self._count("fail_page")
+                html = f"<html><body><h1>{page_status} Server Error</h1></body></html>".encode()
+                return Reply(page_status, html, {"Content-Type": "text/html"})
             fingerprint = req.method + " " + path.lower() + " " + hashlib.sha256(req.body).hexdigest()
             decision = self.faults.decide(fingerprint, write=write)
             if decision.drop:
@@ -228,6 +239,10 @@ class Gateway:
                 return Reply(decision.status_5xx, html, {"Content-Type": "text/html"})
             lose_reply = decision.lose_reply
         reply = self._answer(req, auth_handler, route)
+        if list_page and reply.ok and route is not None:
+            action = self.faults.page_shift(name, list_page)
+            if action:
+                self._shift(SHIFT_KINDS[route[1]], action)
         if lose_reply and reply.ok:
             self._count("lost_replies")  # committed; now the client never hears of it
             if cfg.lost_reply_mode == "502":
@@ -504,6 +519,28 @@ class Gateway:
             data["HasNextPage"] = page < pages
         return data
 
+    def _shift(self, kind: str, action: str) -> None:
+        """``shift_on_page``: insert a row at the head of the ``kind`` list, or delete its head row.
+
+        The list is ordered by ``FItemID``; a new item takes an id below every existing one (the shared
+        sequence counts up from :data:`FIRST_ITEM_ID`, so ids below it are free), so it sorts first.
+        """
+        with self.state.tx() as db:
+            if action == "insert":
+                low = db.execute("SELECT MIN(fitemid) FROM items").fetchone()[0]
+                fitemid = min(int(low or FIRST_ITEM_ID), FIRST_ITEM_ID) - 1
+                if fitemid < 1:
+                    return  # no free id below the first item (after ~1000 inserts): nothing shifts
+                db.execute(
+                    "INSERT INTO items VALUES (?,?,?,?,?)",
+                    (fitemid, kind, f"SHIFT{fitemid}", f"翻页中插入{fitemid}", "{}"),
+                )
+            else:
+                db.execute(
+                    "DELETE FROM items WHERE fitemid = (SELECT MIN(fitemid) FROM items WHERE kind=?)", (kind,)
+                )
+        self._count(f"shift:{action}")
+
     def _customer_create(self, body: dict[str, Any]) -> Any:
         obj = body.get("Object") or {}
         number, name = str(obj.get("FNumber") or "").strip(), str(obj.get("FName") or "").strip()
@@ -613,6 +650,15 @@ def _int(value: Any) -> int | None:
         return int(str(value))
     except (TypeError, ValueError):
         return None
+
+
+def _list_page(raw: bytes) -> int:
+    """``CurrentPage`` of a list call's body (1 when absent, 0 when the body is not a JSON object)."""
+    try:
+        body = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        return max(1, int(body.get("CurrentPage") or 1)) if isinstance(body, dict) else 0
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return 0
 
 
 def _filters(body: dict[str, Any]) -> dict[str, Any]:
