@@ -59,13 +59,19 @@ def build_faults(
     return config
 
 
-def banner(sandbox: KisSandbox, state: Path) -> str:
+def banner(sandbox: KisSandbox, state: Path, certfile: Path | None = None) -> str:
     """What IT needs to point a ``kingdee_kis`` template at the sandbox."""
     c = sandbox.credentials
     f = sandbox.faults.config
+    tls = (
+        [f"  tls:    certificate {certfile}; a client must trust its CA (ca_bundle=<that CA's PEM>)"]
+        if sandbox.tls
+        else []
+    )
     return "\n".join(
         [
             f"KIS sandbox listening on {sandbox.base_url}  (state: {state})",
+            *tls,
             f"  admin:  {sandbox.base_url}/__admin__/ (faults ledger stats seed audit/<fid> invoice reset)",
             f"  faults: seed={f.seed} 5xx={f.p_5xx} latency_ms={f.latency_ms} throttle={f.throttle_rate}/s "
             f"drop={f.p_drop} lost_reply={f.p_lost_reply} token_ttl_scale={f.token_ttl_scale}",
@@ -87,10 +93,20 @@ def serve(
     faults: FaultConfig,
     credentials: SandboxCredentials,
     echo: Callable[[str], None] = print,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
 ) -> None:
-    """Run until Ctrl-C."""
-    sandbox = KisSandbox(state, host=host, port=port, faults=faults, credentials=credentials)
-    echo(banner(sandbox, state))
+    """Run until Ctrl-C (HTTPS when ``certfile`` is given; a bad certificate/key raises ValueError)."""
+    sandbox = KisSandbox(
+        state,
+        host=host,
+        port=port,
+        faults=faults,
+        credentials=credentials,
+        certfile=certfile,
+        keyfile=keyfile,
+    )
+    echo(banner(sandbox, state, certfile))
     try:
         sandbox.serve_forever()
     except KeyboardInterrupt:
@@ -114,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--page-count-key", choices=["TotalPages", "TotalPage"], default="TotalPages")
     p.add_argument("--allow-duplicate-bill-no", action="store_true")
+    p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (chain): serve HTTPS")
+    p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     for name in (
         "client-id",
         "client-secret",
@@ -139,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         p.error(str(exc))
+    if args.tls_key and not args.tls_cert:
+        p.error("--tls-key needs --tls-cert")
     credentials = SandboxCredentials.from_env(
         client_id=args.client_id,
         client_secret=args.client_secret,
@@ -148,14 +168,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         app_secret=args.app_secret,
         outer_instance_id=args.outer_instance_id,
     )
-    serve(
-        host=args.host,
-        port=args.port,
-        state=args.state,
-        faults=faults,
-        credentials=credentials,
-        echo=lambda s: print(s, flush=True),
-    )
+    try:
+        serve(
+            host=args.host,
+            port=args.port,
+            state=args.state,
+            faults=faults,
+            credentials=credentials,
+            echo=lambda s: print(s, flush=True),
+            certfile=args.tls_cert,
+            keyfile=args.tls_key,
+        )
+    except ValueError as exc:  # an unreadable TLS certificate or key
+        p.error(str(exc))
     return 0
 
 

@@ -7,6 +7,11 @@ in-process::
     base_url = sandbox.start()      # a thread; port 0 picks a free port
     ...
     sandbox.stop()
+
+With ``certfile``/``keyfile`` it serves HTTPS (TLS 1.2+) instead and :attr:`KisSandbox.base_url` is an
+``https://`` URL: the TLS cases of the fault matrix point a client at it with a self-signed, wrong-host or
+private-CA certificate. The handshake runs in the connection's own thread, so a client that refuses the
+certificate never reaches the gateway (:attr:`KisSandbox.tls_handshake_failures` counts such refusals).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import socket
+import ssl
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -111,11 +117,36 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     gateway: Gateway
+    tls: ssl.SSLContext | None = None
+    handshake_timeout = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self.tls_failures = 0
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Plain HTTP as before; with TLS, handshake first (in this connection's thread) and only then
+        hand the connection to the handler: a client that refuses the certificate sends no request."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            request.settimeout(self.handshake_timeout)
+            conn = self.tls.wrap_socket(request, server_side=True)
+            conn.settimeout(None)
+        except OSError as exc:  # ssl.SSLError included: refused certificate, plain HTTP, timeout
+            with self._open_lock:
+                self.tls_failures += 1
+            log.debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            _Handler(conn, client_address, self)
+        finally:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_WR)  # as ``shutdown_request`` does for a plain connection
+            conn.close()
 
     def track(self, conn: socket.socket, *, open_: bool) -> None:
         """Remember live keep-alive connections so :meth:`close_connections` can end them."""
@@ -147,6 +178,8 @@ class KisSandbox:
         faults: initial :class:`FaultConfig` (changeable at run time via ``PUT /__admin__/faults``).
         credentials: what the sandbox accepts (defaults + ``KIS_SANDBOX_*`` env vars).
         token_ttl_scale: shortcut for ``faults.token_ttl_scale``.
+        certfile, keyfile: PEM certificate (chain) and private key; given, the sandbox serves HTTPS only.
+            ``keyfile`` may be left out when ``certfile`` holds the key too.
     """
 
     def __init__(
@@ -160,7 +193,10 @@ class KisSandbox:
         credentials: SandboxCredentials | None = None,
         token_ttl_scale: float | None = None,
         seed_defaults: bool = True,
+        certfile: str | Path | None = None,
+        keyfile: str | Path | None = None,
     ) -> None:
+        tls = server_tls_context(certfile, keyfile) if certfile or keyfile else None
         config = dataclasses.replace(faults) if faults else FaultConfig()
         if seed is not None:
             config.seed = seed
@@ -174,14 +210,25 @@ class KisSandbox:
         self.gateway = Gateway(self.state, self.faults, self.credentials)
         self._server = _Server((host, port), _Handler)
         self._server.gateway = self.gateway
+        self._server.tls = tls
         self._thread: threading.Thread | None = None
         self._closed = False
 
     @property
+    def tls(self) -> bool:
+        """True when serving HTTPS."""
+        return self._server.tls is not None
+
+    @property
     def base_url(self) -> str:
-        """``http://host:port`` the sandbox listens on."""
+        """``http://host:port`` the sandbox listens on (``https://`` with TLS)."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
+
+    @property
+    def tls_handshake_failures(self) -> int:
+        """TLS handshakes that failed (a client refused the certificate, or spoke plain HTTP)."""
+        return self._server.tls_failures
 
     @property
     def port(self) -> int:
@@ -228,17 +275,50 @@ class KisSandbox:
         self.stop()
 
 
-class SandboxAdmin:
-    """Small HTTP client of ``/__admin__/`` (for tests, the demo and IT)."""
+def server_tls_context(certfile: str | Path | None, keyfile: str | Path | None = None) -> ssl.SSLContext:
+    """A TLS 1.2+ server context with the certificate chain in ``certfile`` (and its key).
 
-    def __init__(self, base_url: str, session: requests.Session | None = None, timeout: float = 10.0) -> None:
+    Raises:
+        ValueError: naming the file when the certificate or key is missing or unreadable.
+    """
+    if not certfile:
+        raise ValueError("KIS sandbox TLS: a key file was given without a certificate; pass both (PEM).")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"KIS sandbox TLS: cannot load certificate {str(certfile)!r}"
+            f"{f' with key {str(keyfile)!r}' if keyfile else ''} ({exc}). "
+            "Give a PEM certificate (chain) and its unencrypted PEM private key."
+        ) from None
+    return context
+
+
+class SandboxAdmin:
+    """Small HTTP client of ``/__admin__/`` (for tests, the demo and IT).
+
+    ``ca_bundle``: PEM file that verifies an HTTPS sandbox's certificate (a private CA, or a self-signed
+    certificate itself). Passed on every call, so ``REQUESTS_CA_BUNDLE`` cannot override it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        session: requests.Session | None = None,
+        timeout: float = 10.0,
+        *,
+        ca_bundle: str | Path | None = None,
+    ) -> None:
         self.base = base_url.rstrip("/") + "/__admin__/"
         self.session = session or requests.Session()
         self.timeout = (5.0, timeout)
+        self.verify: bool | str = str(ca_bundle) if ca_bundle else True
 
     def _do(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
         response = self.session.request(
-            method, self.base + path, json=body, params=params, timeout=self.timeout
+            method, self.base + path, json=body, params=params, timeout=self.timeout, verify=self.verify
         )
         if response.status_code >= 400:
             raise RuntimeError(f"sandbox admin {method} {path}: HTTP {response.status_code} {response.text}")
