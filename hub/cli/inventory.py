@@ -1,7 +1,8 @@
-"""``hub pull inventory`` and ``hub promise``: stock into the store, and delivery promises out of it.
+"""``hub pull inventory``, ``hub pull supply`` and ``hub promise``: stock and incoming supply into the
+store, and delivery promises out of it.
 
-Exit codes: 0 done; 1 a snapshot was refused (the previous one stays in force) or rows were quarantined;
-2 configuration; 3 the ERP, SFTP server or store could not be reached.
+Exit codes: 0 done; 1 a snapshot or supply file was refused (the previous one stays in force) or rows
+were quarantined; 2 configuration; 3 the ERP, SFTP server or store could not be reached.
 """
 
 from __future__ import annotations
@@ -159,6 +160,114 @@ def pull_inventory(
         if refused:
             err_console.print(
                 f"[red]{len(refused)} snapshot(s) refused; the previous snapshot stays in force. "
+                "Alert ops.[/red]"
+            )
+        elif rejected:
+            err_console.print(f"[yellow]{rejected} row(s) quarantined; see the quarantine table.[/yellow]")
+    raise typer.Exit(EXIT_PROBLEMS if refused or rejected else EXIT_OK)
+
+
+# ------------------------------------------------------------------------------------------- pull supply
+
+
+@pull_app.command("supply")
+def pull_supply(
+    connection: str | None = typer.Option(
+        None,
+        "--connection",
+        "-c",
+        help="Connection in hub.yaml (default: every one with an incoming_supply stream).",
+    ),
+    max_shrink: float | None = typer.Option(
+        None,
+        min=0,
+        max=1,
+        help="Refuse a file that shrinks the open supply by more than this share (default: the stream's).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Pull incoming supply (open purchase / production orders with ETA) from SFTP CSV drops."""
+    from crm_core.db import hub_home, make_engine
+    from hub.config.project import load_project
+    from hub.inventory import supply
+
+    reports = []
+    try:
+        project = load_project()
+        sources = supply.supply_sources(project, connection)
+        if not sources:
+            raise ConfigError(
+                f"{project.path}: no connection has an enabled incoming_supply stream (the erp_sftp_csv "
+                "template ships it commented out)."
+            )
+        engine = make_engine()
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=as_json,
+            transient=True,
+        ) as progress:
+            for source in sources:
+                task = progress.add_task(f"{source.name}: pulling supply", total=None)
+
+                def on_file(result: Any, task: Any = task, name: str = source.name) -> None:
+                    progress.update(task, description=f"{name}: {result.path} {result.status}")
+
+                reports.append(
+                    supply.pull_supply(
+                        engine,
+                        source,
+                        local_dir=hub_home() / "downloads",
+                        where=str(project.path),
+                        policy=supply.policy_for(source, max_shrink=max_shrink),
+                        on_file=on_file,
+                    )
+                )
+                progress.remove_task(task)
+    except HubError as exc:
+        raise _fail(exc, as_json) from exc
+
+    refused = [o for r in reports for o in r.refused]
+    rejected = sum(o.rows_rejected for r in reports for o in r.loaded)
+    fields = ("rows_read", "rows_loaded", "rows_rejected", "rows_closed", "previous_rows")
+    if as_json:
+        out = [
+            {
+                "source": r.source,
+                "path": f.path,
+                "status": f.status,
+                "message": f.message,
+                **({k: getattr(f.outcome, k) for k in fields} if f.outcome else {}),
+            }
+            for r in reports
+            for f in r.files
+        ]
+        typer.echo(json.dumps({"ok": not refused, "files": out}, ensure_ascii=False))
+    else:
+        table = Table(title="Incoming supply pull")
+        for column in ("source", "file", "status", "loaded", "was", "rejected", "closed", "note"):
+            table.add_column(column)
+        for r in reports:
+            for f in r.files:
+                o = f.outcome
+                style = {"refused": "red", "loaded": "green", "waiting": "yellow"}.get(f.status, "")
+                table.add_row(
+                    r.source,
+                    escape(f.path),
+                    f"[{style}]{f.status}[/{style}]" if style else f.status,
+                    *(
+                        (str(o.rows_loaded), str(o.previous_rows), str(o.rows_rejected), str(o.rows_closed))
+                        if o
+                        else ("", "", "", "")
+                    ),
+                    escape(f.message[:120]),
+                )
+        console.print(table)
+        if refused:
+            err_console.print(
+                f"[red]{len(refused)} supply file(s) refused; the previous supply stays in force. "
                 "Alert ops.[/red]"
             )
         elif rejected:
