@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from stdnum.cn import uscc
 from stdnum.exceptions import ValidationError
 
@@ -21,8 +23,13 @@ def normalize_credit_code(value: str, *, where: str = "credit code") -> str:
         ) from exc
 
 
+@lru_cache(maxsize=65_536)
 def is_valid_credit_code(value: str | None) -> bool:
-    """True when ``value`` is a valid code (None or empty is not)."""
+    """True when ``value`` is a valid code (None or empty is not).
+
+    Cached: a push validates every invoice, and a customer's code recurs on each of its invoices
+    (stdnum's check costs about 80 µs, a large share of the hub's CPU per pushed record).
+    """
     return bool(value) and bool(uscc.is_valid(value or ""))
 
 
