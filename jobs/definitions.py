@@ -10,9 +10,16 @@ import dagster as dg
 
 from hub.config.project import config_path, load_project
 from hub.inventory.sources import inventory_sources
+from hub.inventory.supply import supply_sources
 from hub.runtime import push_targets
 from jobs.health import health_definitions
-from jobs.inventory import inventory_definitions, promises_definitions, snapshot_key
+from jobs.inventory import (
+    inventory_definitions,
+    promises_definitions,
+    snapshot_key,
+    supply_definitions,
+    supply_key,
+)
 from jobs.push import push_definitions
 from jobs.resources import HubResource
 from jobs.sensors import failure_alerts
@@ -38,8 +45,23 @@ def build_definitions(config: str | None = None) -> dg.Definitions:
                     schedule.timezone if schedule else "Asia/Shanghai",
                 )
             )
-        if sources:
-            slices.append(promises_definitions([snapshot_key(source.name) for source in sources]))
+        supplies = supply_sources(project)
+        for supply in supplies:
+            supply_schedule = getattr(supply.stream, "schedule", None)
+            slices.append(
+                supply_definitions(
+                    supply,
+                    supply_schedule.cron if supply_schedule else DEFAULT_INVENTORY_CRON,
+                    supply_schedule.timezone if supply_schedule else "Asia/Shanghai",
+                )
+            )
+        if sources or supplies:
+            slices.append(
+                promises_definitions(
+                    [snapshot_key(source.name) for source in sources],
+                    [supply_key(supply.name) for supply in supplies],
+                )
+            )
     merged = dg.Definitions.merge(*slices) if slices else dg.Definitions()
     jobs = list(merged.jobs or [])
     return dg.Definitions.merge(

@@ -344,19 +344,14 @@ def test_hub_pull_supply(
 def test_dagster_supply_asset_runs_before_the_promises(
     pg_store: InvStore, sshd, tmp_path: Path, drop: Path, put_file: PutFile, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import dagster as dg
-
-    from jobs.inventory import PROMISES_KEY, promises_definitions, supply_definitions, supply_key
-    from jobs.resources import HubResource
+    from jobs.definitions import build_definitions
+    from jobs.inventory import PROMISES_KEY, supply_key
 
     monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HUB_DATABASE_URL", pg_store.url)
     config = _hub_yaml(tmp_path, sshd, drop)
     [source] = supply_sources(load_project(config, check_env=False))
-    defs = dg.Definitions.merge(
-        supply_definitions(source, "0 * * * *", "Asia/Shanghai"),
-        promises_definitions([], [supply_key("erp_drop")]),
-        dg.Definitions(resources={"hub": HubResource(database_url=pg_store.url, config_path=str(config))}),
-    )
+    defs = build_definitions(str(config))  # as `dagster dev -m jobs.definitions` loads a hub.yaml
     graph = defs.resolve_asset_graph()
     assert supply_key("erp_drop") in graph.get(PROMISES_KEY).parent_keys
     line_id = order_line(pg_store, "2.02.001", "5")
