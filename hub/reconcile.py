@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,9 +23,11 @@ from crm_core.db import session_scope
 from crm_core.documents import InvoiceDocument, load_documents
 from crm_core.models import DeliveryQueueItem, Invoice, ReconciliationResult, ReconciliationRun
 from crm_core.types import now_utc
-from hub.push.sink import ExternalBill, OutboundSink
+from hub.push.sink import ExternalBill, ExternalVoucher, OutboundSink
 from mappings.kis_outbound import OutboundMapping
+from mappings.kis_voucher import bill_no_of_reference
 
+IN_CHUNK = 500  # ids per IN list
 MISMATCH_STATUSES = ("missing_in_erp", "amount_mismatch", "duplicated_in_erp", "unexpected_in_erp")
 HEADERS = {  # column -> Chinese header for finance
     "status": "对账结果",
@@ -95,6 +98,11 @@ def reconcile(
     for bill in sink.list_bills(date_from, date_to):
         if bill.bill_no.startswith(prefix):
             erp_by_no[bill.bill_no].append(bill)
+    posted = sink.list_vouchers(date_from, date_to)  # None: this template posts no vouchers
+    vouchers_by_ref: dict[str, list[ExternalVoucher]] = defaultdict(list)
+    for voucher in posted or []:
+        if bill_no_of_reference(voucher.reference).startswith(prefix):
+            vouchers_by_ref[voucher.reference].append(voucher)
     rows: list[Row] = []
     with session_scope(engine) as session:
         ids = list(
@@ -105,21 +113,30 @@ def reconcile(
                 )
             )
         )
-        docs = load_documents(session, ids)
-        states = dict(
-            session.execute(
-                sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.state).where(
-                    DeliveryQueueItem.system == sink.system, DeliveryQueueItem.canonical_id.in_(ids)
-                )
-            ).all()
-        )
+        # In chunks: one IN list over a whole period passes SQLite's bound-variable limit (999 on
+        # older builds) and makes statements of megabytes on PostgreSQL.
+        docs: dict[int, InvoiceDocument] = {}
+        states: dict[int, str] = {}
+        for chunk in _chunks(ids, IN_CHUNK):
+            docs.update(load_documents(session, chunk))
+            query = sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.state).where(
+                DeliveryQueueItem.system == sink.system, DeliveryQueueItem.canonical_id.in_(chunk)
+            )
+            states.update((canonical_id, state) for canonical_id, state in session.execute(query))
         seen: set[str] = set()
+        seen_refs: set[str] = set()
         for doc in sorted(docs.values(), key=lambda d: d.number):
             bill_no = mapping.bill_no(doc)
             seen.add(bill_no)
             found = erp_by_no.get(bill_no, [])
             state = states.get(doc.id)
-            rows.append(_classify(doc, bill_no, found, state))
+            row = _classify(doc, bill_no, found, state)
+            if posted is not None:
+                expected = sink.expected_vouchers(doc, bill_no)
+                seen_refs.update(v.reference for v in expected)
+                if row.status == "matched":
+                    row = _check_vouchers(row, expected, vouchers_by_ref, state)
+            rows.append(row)
         for bill_no, bills in sorted(erp_by_no.items()):
             if bill_no not in seen:
                 for bill in bills:
@@ -134,6 +151,23 @@ def reconcile(
                             None,
                             bill.amount,
                             details="no issued CRM invoice in this period has this number",
+                        )
+                    )
+        for reference, vouchers in sorted(vouchers_by_ref.items()):
+            if reference not in seen_refs:
+                for voucher in vouchers:
+                    rows.append(
+                        Row(
+                            "unexpected_in_erp",
+                            None,
+                            None,
+                            None,
+                            bill_no_of_reference(reference),
+                            voucher.external_id,
+                            None,
+                            voucher.amount,
+                            details=f"凭证 {voucher.number} (reference {reference}): no issued CRM invoice "
+                            "in this period wants this voucher",
                         )
                     )
         counts = dict(Counter(r.status for r in rows))
@@ -188,6 +222,50 @@ def _classify(doc: InvoiceDocument, bill_no: str, found: list[ExternalBill], sta
             base, status="missing_in_erp", details="pushed, but the ERP no longer has it (deleted?)"
         )
     return replace(base, status="pending", details=f"queue state: {state or 'not yet queued'}")
+
+
+def _check_vouchers(
+    row: Row, expected: list[ExternalVoucher], posted: dict[str, list[ExternalVoucher]], state: str | None
+) -> Row:
+    """A matched row stays matched only when each voucher the document wants is in the ERP once, with
+    the same date, accounts and amounts."""
+    for wanted in expected:
+        found = posted.get(wanted.reference, [])
+        if len(found) > 1:
+            ids = ",".join(v.external_id or "?" for v in found)
+            return replace(
+                row,
+                status="duplicated_in_erp",
+                details=f"{len(found)} vouchers carry reference {wanted.reference} (FVoucherID {ids})",
+            )
+        if not found:
+            if state not in ("done", "dead"):
+                return replace(
+                    row,
+                    status="pending",
+                    details=f"voucher {wanted.reference} not posted yet "
+                    f"(queue state: {state or 'not yet queued'})",
+                )
+            return replace(
+                row,
+                status="missing_in_erp",
+                details=f"receivable voucher {wanted.reference} (debit {wanted.amount:.2f}) is not in "
+                "the ERP (deleted, or posted before vouchers were enabled?)",
+            )
+        if found[0].key != wanted.key:
+            return replace(
+                row,
+                status="amount_mismatch",
+                details=f"voucher {wanted.reference} ({found[0].number}): debit {found[0].amount:.2f} "
+                f"dated {found[0].voucher_date} in the ERP, {wanted.amount:.2f} dated {wanted.voucher_date} "
+                "expected (or other accounts)",
+            )
+    return row
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def pushed_business_range(engine: sa.Engine, system: str, since: datetime, today: date) -> tuple[date, date]:

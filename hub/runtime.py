@@ -16,6 +16,7 @@ from hub.errors import ConfigError
 from hub.push.engine import PushSettings
 from hub.push.sink import KisOutboundSink
 from mappings.kis_outbound import OutboundMapping
+from mappings.kis_voucher import VoucherMapping
 
 DEFAULT_PUSH_CRON = "0 2 * * *"
 DEFAULT_TZ = "Asia/Shanghai"
@@ -79,7 +80,16 @@ def open_sink(project: Project, name: str) -> Iterator[KisOutboundSink]:
     if not isinstance(template, KingdeeKisTemplate):
         raise ConfigError(f"{project.path}: connection {name!r} is a {template.kind}, not an ERP push target")
     client = KisClient(kis_settings(name, template, where=str(project.path)))
+    stream = template.streams.invoiced_states
+    voucher = stream.receivable_voucher if stream is not None else None
+    vouchers = (
+        VoucherMapping(
+            voucher.voucher_group, voucher.debit_account, voucher.credit_account, voucher.tax_account
+        )
+        if voucher is not None and voucher.enabled
+        else None
+    )
     try:
-        yield KisOutboundSink(client)
+        yield KisOutboundSink(client, vouchers)
     finally:
         client.close()

@@ -12,9 +12,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
-from connectors.kingdee.kis.client import KisClient
-from connectors.kingdee.kis.records import OutboundBill
+from connectors.kingdee.kis.client import KisClient, PreparedOutbound
+from connectors.kingdee.kis.records import OutboundBill, Voucher
 from crm_core.documents import InvoiceDocument
+from hub.errors import PermanentError
+from mappings.kis_voucher import VoucherMapping, voucher_amount, voucher_key, vouchers_for
 
 DETAIL_READERS = 6  # concurrent detail reads during reconciliation
 
@@ -33,6 +35,22 @@ class ExternalBill:
     same_content: bool | None = None  # set by find(compare_with=...): does it carry what we would send?
 
 
+@dataclass(frozen=True)
+class ExternalVoucher:
+    """A follow-up voucher, posted or wanted, keyed by ``reference`` (its idempotency key).
+
+    ``amount`` is the debit total (negative for a red-letter voucher); ``key`` is what must agree
+    between the posted and the wanted voucher (date, accounts and amounts), opaque to the caller.
+    """
+
+    reference: str
+    amount: Decimal
+    key: tuple[object, ...]
+    external_id: str | None = None
+    number: str | None = None
+    voucher_date: date | None = None
+
+
 class OutboundSink(Protocol):
     """An ERP that receives one bill per canonical invoice, keyed by a deterministic bill number."""
 
@@ -44,7 +62,13 @@ class OutboundSink(Protocol):
 
     def find(self, bill_no: str, compare_with: Any = None) -> ExternalBill | None: ...
 
-    def create(self, bill: Any) -> tuple[str, bool]: ...
+    def prepare(self, bill: Any) -> Any:
+        """Resolve and encode ``bill`` for :meth:`create` ahead of the send (a batch prepares together)."""
+        ...
+
+    def create(self, bill: Any) -> tuple[str, bool]:
+        """Create the bill exactly once; ``bill`` is the mapped bill or what :meth:`prepare` returned."""
+        ...
 
     def update(self, external_id: str, bill: Any) -> None: ...
 
@@ -58,13 +82,23 @@ class OutboundSink(Protocol):
         """
         ...
 
+    def expected_vouchers(self, doc: InvoiceDocument, bill_no: str) -> list[ExternalVoucher]:
+        """The vouchers ``doc`` should have in the ERP (none when the template posts none)."""
+        ...
+
+    def list_vouchers(self, date_from: date, date_to: date) -> list[ExternalVoucher] | None:
+        """Vouchers dated in the range; None when the template posts no vouchers."""
+        ...
+
 
 class KisOutboundSink:
-    """KIS cloud: an issued invoice becomes a sales outbound (ERP-APIS §2.4/§2.6)."""
+    """KIS cloud: an issued invoice becomes a sales outbound (ERP-APIS §2.4/§2.6), and, where finance
+    enabled it (``receivable_voucher``), a receivable voucher (:mod:`mappings.kis_voucher`)."""
 
-    def __init__(self, client: KisClient) -> None:
+    def __init__(self, client: KisClient, vouchers: VoucherMapping | None = None) -> None:
         self.client = client
         self.system = client.settings.name
+        self.vouchers = vouchers  # None: no vouchers (the default: finance decides)
         self._customers: dict[str, str] = {}  # code -> ERP id, ensured during this sink's run
 
     def known_material_codes(self) -> set[str]:
@@ -103,7 +137,10 @@ class KisOutboundSink:
             same_content=same,
         )
 
-    def create(self, bill: OutboundBill) -> tuple[str, bool]:
+    def prepare(self, bill: OutboundBill) -> PreparedOutbound:
+        return self.client.prepare_outbound(bill)
+
+    def create(self, bill: OutboundBill | PreparedOutbound) -> tuple[str, bool]:
         created = self.client.create_outbound(bill)
         return str(created.fid), created.created
 
@@ -111,7 +148,61 @@ class KisOutboundSink:
         self.client.update_outbound(int(external_id), bill)
 
     def complete(self, doc: InvoiceDocument, bill: OutboundBill, external_id: str) -> int:
-        return 0  # the receivable voucher is not wired yet
+        """Post the document's receivable voucher(s) exactly once; returns the vouchers created.
+
+        Each wanted voucher is looked up by its reference first (by reference only, not by date, so a
+        voucher posted under another date is found too) and created only when absent; a create whose
+        reply is lost is resolved by the client looking the reference up before re-sending. A voucher
+        already posted with other amounts is never doubled nor edited: PermanentError (dead letter)
+        naming the invoice and the voucher, for finance to decide.
+        """
+        if self.vouchers is None:
+            return 0
+        writes = 0
+        for wanted in vouchers_for(doc, bill.bill_no, self.vouchers):
+            writes += self._ensure_voucher(doc, wanted)
+        return writes
+
+    def _ensure_voucher(self, doc: InvoiceDocument, wanted: Voucher) -> int:
+        posted = list(self.client.list_vouchers(reference=wanted.reference))
+        context = {"invoice": doc.number, "voucher_reference": wanted.reference}
+        if len(posted) > 1:
+            ids = ", ".join(str(v.fid) for v in posted)
+            raise PermanentError(
+                f"invoice {doc.number}: KIS holds {len(posted)} vouchers with reference "
+                f"{wanted.reference!r} (FVoucherID {ids}); delete the extra ones in KIS, then replay "
+                "this record (hub queue replay).",
+                context=context,
+            )
+        if posted:
+            found = posted[0]
+            if voucher_key(found) == voucher_key(wanted):
+                return 0
+            raise PermanentError(
+                f"invoice {doc.number} (发票 {doc.invoice_number}): voucher {wanted.reference!r} is already "
+                f"posted in KIS ({found.group}字 {found.number}号, FVoucherID {found.fid}, "
+                f"dated {found.date}, debit {voucher_amount(found)}), but the invoice now gives "
+                f"dated {wanted.date}, debit {voucher_amount(wanted)} ({_entries(wanted)}). "
+                "The hub does not post a second voucher: delete or correct that voucher in KIS, "
+                "then replay this record (hub queue replay); "
+                "or book the correction by hand and discard it (hub queue discard).",
+                context={**context, "voucher_id": found.fid},
+            )
+        # One write even when the reply was lost and the client found the voucher afterwards: it was
+        # absent just above, so this call posted it.
+        self.client.create_voucher(wanted)
+        return 1
+
+    def expected_vouchers(self, doc: InvoiceDocument, bill_no: str) -> list[ExternalVoucher]:
+        if self.vouchers is None:
+            return []
+        return [_external(v) for v in vouchers_for(doc, bill_no, self.vouchers)]
+
+    def list_vouchers(self, date_from: date, date_to: date) -> list[ExternalVoucher] | None:
+        """Every voucher dated in the range (one detail read each, by the client), or None when off."""
+        if self.vouchers is None:
+            return None
+        return [_external(v) for v in self.client.list_vouchers(date_from, date_to)]
 
     def list_bills(self, date_from: date, date_to: date) -> list[ExternalBill]:
         """Every outbound dated in the range, with its net amount (outbounds carry no tax).
@@ -133,3 +224,21 @@ class KisOutboundSink:
             )
             for b in bills
         ]
+
+
+def _external(voucher: Voucher) -> ExternalVoucher:
+    return ExternalVoucher(
+        reference=voucher.reference,
+        amount=voucher_amount(voucher),
+        key=voucher_key(voucher),
+        external_id=None if voucher.fid is None else str(voucher.fid),
+        number=None if voucher.number is None else f"{voucher.group}-{voucher.number}",
+        voucher_date=voucher.date,
+    )
+
+
+def _entries(voucher: Voucher) -> str:
+    return ", ".join(
+        f"{e.account_number} {'debit' if e.debit else 'credit'} {e.debit or e.credit}"
+        for e in voucher.entries
+    )
