@@ -6,6 +6,7 @@ production. Fault knobs set here can be changed while it runs with ``PUT /__admi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -50,6 +51,8 @@ def kis(
     outer_instance_id: str = typer.Option(
         "", help="Open-platform outerInstanceId (or KIS_SANDBOX_OUTER_INSTANCE_ID)."
     ),
+    tls_cert: Path | None = typer.Option(None, help="PEM certificate (chain): serve HTTPS."),
+    tls_key: Path | None = typer.Option(None, help="PEM private key of --tls-cert."),
 ) -> None:
     """Run a KIS cloud sandbox on loopback: both auth flows, bill rules, ledger, fault injection."""
     from connectors.kingdee.kis_sandbox.run import build_faults, serve
@@ -79,13 +82,45 @@ def kis(
         app_secret=app_secret,
         outer_instance_id=outer_instance_id,
     )
+    _check_tls_files(tls_cert, tls_key)
     try:
-        serve(host=host, port=port, state=state, faults=faults, credentials=credentials, echo=_echo)
+        serve(
+            host=host,
+            port=port,
+            state=state,
+            faults=faults,
+            credentials=credentials,
+            echo=_echo,
+            certfile=tls_cert,
+            keyfile=tls_key,
+        )
+    except ValueError as exc:  # an unusable TLS certificate or key (the message names the file)
+        console.print(f"hub sandbox kis: {exc}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     except OSError as exc:
         console.print(
             f"[red]hub sandbox kis: cannot listen on {host}:{port} ({exc}). Choose another --port.[/red]"
         )
         raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _check_tls_files(cert: Path | None, key: Path | None) -> None:
+    """A missing or unreadable --tls-cert/--tls-key is named as such before anything listens."""
+    problems: list[str] = []
+    if key is not None and cert is None:
+        problems.append("--tls-key needs --tls-cert (the certificate it belongs to).")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is None:
+            continue
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            problems.append(f"{option} {path} {what}: give a PEM file.")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{option} {path} is not readable by this user: fix its permissions.")
+    if problems:
+        for problem in problems:
+            console.print(f"hub sandbox kis: {problem}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG)
 
 
 def _echo(text: str) -> None:

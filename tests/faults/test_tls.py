@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import ipaddress
-import socket
+import os
 import ssl
 import threading
 import time
@@ -26,6 +26,8 @@ import pytest
 import requests
 
 from connectors.kingdee.kis import KisClient, KisSettings
+from connectors.kingdee.kis.errors import Failure, Phase, classify
+from connectors.kingdee.kis.settings import KisQuirks
 from connectors.kingdee.kis_sandbox import FaultConfig, KisSandbox, SandboxAdmin
 from connectors.retry import RetryPolicy
 from hub.config.models.kingdee import KisConnection
@@ -190,11 +192,14 @@ def untouched(box: KisSandbox) -> None:
     assert box.state.ledger() == []
 
 
-def refused(exc: pytest.ExceptionInfo[HubError], box: KisSandbox) -> None:
-    """A TLS refusal: ConfigError naming ca_bundle, one failed handshake (no retry), gateway untouched."""
+def refused(exc: pytest.ExceptionInfo[HubError], box: KisSandbox, why: str) -> None:
+    """A TLS refusal: ConfigError naming ca_bundle and the verify reason ``why``, one failed handshake
+    (no retry), gateway untouched."""
     assert isinstance(exc.value, ConfigError), exc.value
     text = str(exc.value)
     assert "TLS verification failed" in text and "ca_bundle" in text and "never skipped" in text
+    assert f"(SSLError: certificate verify failed: {why}" in text, text  # the reason, not the URL
+    assert "access_token=" not in text and "HTTPSConnectionPool" not in text, text
     assert box.credentials.client_secret not in text and box.credentials.auth_code not in text
     assert handshake_failures(box, 1) == 1  # refused once, not retried
     untouched(box)
@@ -210,7 +215,7 @@ def test_self_signed_certificate_is_refused_before_any_credential_is_sent(
     client = make_client(flow)
     with pytest.raises(HubError) as exc:
         client.create_outbound(outbound("TLS-SELF-1"))
-    refused(exc, sandbox)
+    refused(exc, sandbox, "self-signed certificate")
 
     # The refusal is the client's, not a broken server: trusting this very certificate, a client gets
     # through -- and its first call is counted, so the zero counts above could have failed.
@@ -228,15 +233,14 @@ def test_wrong_host_certificate_is_refused_even_when_its_ca_is_trusted(
     client = make_client("koas", ca_bundle=str(pki.ca))
     with pytest.raises(HubError) as exc:
         client.check()
-    refused(exc, sandbox)
-    # The cause is the host name, not the CA (the client's error text is cut before the reason):
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    with (
-        socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw,
-        pytest.raises(ssl.SSLCertVerificationError) as why,
-    ):
-        context.wrap_socket(raw, server_hostname="127.0.0.1")
-    assert "mismatch" in why.value.verify_message, why.value.verify_message
+    # The cause is the host name, not the CA, and the error says so:
+    refused(exc, sandbox, "IP address mismatch, certificate is not valid for '127.0.0.1'")
+    assert "does not name base_url's host" in str(exc.value)
+
+    # By name, with a certificate that names neither 127.0.0.1 nor localhost:
+    by_name = make_client("koas", ca_bundle=str(pki.ca), base_url=f"https://localhost:{sandbox.port}")
+    with pytest.raises(ConfigError, match="Hostname mismatch, certificate is not valid for 'localhost'"):
+        by_name.check()
 
 
 def test_private_ca_leaf_with_ca_bundle_logs_in_and_writes_once(
@@ -264,7 +268,7 @@ def test_empty_ca_environment_or_an_insecure_session_do_not_disable_verification
     monkeypatch.setenv("CURL_CA_BUNDLE", "")
     with KisClient(make_settings("koas")) as client, pytest.raises(HubError) as exc:
         client.check()
-    refused(exc, sandbox)
+    refused(exc, sandbox, "self-signed certificate")
 
     insecure = requests.Session()
     insecure.verify = False  # a caller's session cannot switch verification off either
@@ -286,8 +290,12 @@ def test_https_base_url_never_falls_back_to_plain_http(
 
     # 1. https:// pointed at a plain-HTTP port: the handshake fails; no retry over http.
     settings = make_settings("koas", base_url=https_url, connect_timeout=1.0, read_timeout=1.0, retry=ONE_TRY)
-    with KisClient(settings) as client, pytest.raises(ConfigError, match="TLS verification failed"):
+    with KisClient(settings) as client, pytest.raises(ConfigError, match="TLS verification failed") as exc:
         client.check()  # the plain server answers the ClientHello with an HTTP 400: WRONG_VERSION_NUMBER
+    text = str(exc.value)
+    assert "WRONG_VERSION_NUMBER" in text, text
+    assert "did not answer TLS: is base_url https:// pointing at a plain-http port?" in text, text
+    assert "certificate did not verify" not in text and "access_token=" not in text, text
     untouched(plain)
 
     # 2. A verified https gateway redirecting to http://: the redirect is not followed.
@@ -344,3 +352,84 @@ def test_sandbox_names_an_unreadable_certificate(tmp_path: Path, pki: Pki) -> No
         KisSandbox(tmp_path / "k.sqlite", certfile=tmp_path / "missing.pem")
     with pytest.raises(ValueError, match="cannot load certificate"):
         KisSandbox(tmp_path / "k.sqlite", certfile=pki.ca, keyfile=pki.good[1])  # key of another cert
+
+
+def test_tls_error_names_the_innermost_reason_and_never_the_query(
+    start_sandbox: SandboxFactory, pki: Pki
+) -> None:
+    """``requests`` puts the pool, host and URL (with its ``?access_token=...``) in front of the reason,
+    so a cut of its text loses the reason and may keep a token. The error shows the reason only, whether
+    the exception still carries its chain or was rebuilt from its text."""
+    self_signed, wrong_host, plain = (
+        start_sandbox(pki.self_signed),
+        start_sandbox(pki.wrong_host),
+        start_sandbox(),
+    )
+    token = "access_token=SECRET-TOKEN-123"
+    cases: list[tuple[str, bool | str, str, str]] = [  # (url, verify, reason shown, advice shown)
+        (
+            self_signed.base_url,
+            True,  # the system store
+            "certificate verify failed: self-signed certificate",
+            "ca_bundle",
+        ),
+        (
+            wrong_host.base_url,
+            str(pki.ca),
+            "certificate verify failed: IP address mismatch, certificate is not valid for '127.0.0.1'",
+            "does not name base_url's host",
+        ),
+        (
+            plain.base_url.replace("http://", "https://"),
+            str(pki.ca),
+            "[SSL: WRONG_VERSION_NUMBER] wrong version number",
+            "did not answer TLS: is base_url https:// pointing at a plain-http port?",
+        ),
+    ]
+    for url, ca, reason, advice in cases:
+        with pytest.raises(requests.exceptions.SSLError) as raised:
+            requests.post(f"{url}/koas/x?{token}", verify=ca, timeout=5)
+        assert str(raised.value).startswith("HTTPSConnectionPool(") and token in str(raised.value)
+        flattened = requests.exceptions.SSLError(str(raised.value))  # chain gone, text kept
+        for exc in (raised.value, flattened):
+            error = classify(Failure("POST /koas/x", exception=exc), Phase.AUTH, KisQuirks(), "erp")
+            text = str(error)
+            assert isinstance(error, ConfigError)
+            assert f"TLS verification failed (SSLError: {reason})." in text, text
+            assert advice in text and "SECRET-TOKEN" not in text and "access_token=" not in text, text
+
+
+def test_ca_bundle_that_is_not_a_readable_file_is_refused_before_any_call(
+    tmp_path: Path, make_settings: Callable[..., KisSettings], sandbox: KisSandbox, pki: Pki
+) -> None:
+    missing = tmp_path / "corp-ca.pem"
+    for value, problem in [
+        (str(missing), "does not exist"),
+        ("certs/corp-ca.pem", "does not exist (relative to "),
+        (str(tmp_path), "is a directory, not a PEM file"),
+        ("", "is empty"),
+    ]:
+        settings = make_settings("koas", ca_bundle=value)
+        with pytest.raises(ConfigError) as exc:
+            settings.validate()
+        text = str(exc.value)
+        assert text.startswith(f"KIS connection 'kis-koas': ca_bundle {value!r} {problem}"), text
+        assert "Set it to the PEM file of the private CA" in text, text
+        with pytest.raises(ConfigError, match="ca_bundle"):
+            KisClient(settings)  # the client validates on construction: no handshake, no call
+    assert sandbox.tls_handshake_failures == 0
+    untouched(sandbox)
+
+    make_settings("koas", ca_bundle=str(pki.ca)).validate()  # a readable PEM file passes
+    make_settings("koas", ca_bundle=None).validate()  # and so does no ca_bundle (system store)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: permissions cannot be tested")
+def test_unreadable_ca_bundle_says_to_fix_permissions(
+    tmp_path: Path, make_settings: Callable[..., KisSettings], pki: Pki
+) -> None:
+    locked = tmp_path / "locked.pem"
+    locked.write_bytes(pki.ca.read_bytes())
+    locked.chmod(0)
+    with pytest.raises(ConfigError, match=r"ca_bundle '.*locked\.pem' is not readable by this user\. Fix"):
+        make_settings("koas", ca_bundle=str(locked)).validate()

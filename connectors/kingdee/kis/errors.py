@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -244,9 +246,12 @@ def _build(cls: type[HubError], rule: ErrorRule, failure: Failure, connection: s
         detail.append(f"errcode {failure.errcode}")
     if failure.description:
         detail.append(failure.description[:300])
-    if failure.exception is not None:
-        detail.append(f"{type(failure.exception).__name__}: {str(failure.exception)[:200]}")
     advice = AUTH_ADVICE.get(failure.errcode or 0, rule.advice) if cls is AuthError else rule.advice
+    if failure.exception is not None:
+        text = exception_text(failure.exception)
+        detail.append(f"{type(failure.exception).__name__}: {text}")
+        if isinstance(failure.exception, requests.exceptions.SSLError):
+            advice = _tls_advice(failure.exception, advice)
     message = (
         f"KIS connection {connection!r}: {failure.operation}: {rule.when} ({'; '.join(detail)}). {advice}"
     )
@@ -258,6 +263,91 @@ def _build(cls: type[HubError], rule: ErrorRule, failure: Failure, connection: s
     if issubclass(cls, TransientError):
         return cls(message, retry_after=failure.retry_after, context=context)
     return cls(message, context=context)
+
+
+_QUERY = re.compile(r"\?[^\s'\")]*")
+_SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)")
+# "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)"
+# as it appears inside the text of an exception whose chain is gone (repr quotes around it).
+_SSL_IN_TEXT = re.compile(r"\[SSL: (?P<reason>\w+)\] (?P<message>.*?)(?:\s*\(_ssl\.c:\d+\))?['\"]\)")
+_VERIFY_FAILED = "CERTIFICATE_VERIFY_FAILED"
+_PLAIN_HTTP_ADVICE = (
+    "The server did not answer TLS: is base_url https:// pointing at a plain-http port? "
+    "Use http:// only for a sandbox that serves plain HTTP, or the gateway's HTTPS port."
+)
+_MISMATCH_ADVICE = " The certificate does not name base_url's host: use a host name it was issued for."
+
+
+def exception_text(exc: BaseException, limit: int = 200) -> str:
+    """What went wrong, short and without any URL query string (it may carry tokens).
+
+    For TLS failures this is the innermost reason (``certificate verify failed: self-signed
+    certificate``, ``... IP address mismatch ...``, ``[SSL: WRONG_VERSION_NUMBER] wrong version
+    number``) instead of the pool/URL preamble ``requests`` puts in front of it (which would cut it).
+    """
+    found = ssl_reason(exc)
+    text = found[1] if found else str(exc)
+    return _QUERY.sub("?…", text)[:limit]
+
+
+def ssl_reason(exc: BaseException) -> tuple[str, str] | None:
+    """``(OpenSSL reason code, message)`` of the TLS failure inside ``exc``, or None.
+
+    Walks ``__cause__``/``__context__``/``args``/``reason`` down to the :class:`ssl.SSLError` (a
+    :class:`ssl.SSLCertVerificationError` and its ``verify_message`` win); when that chain is gone
+    (an exception rebuilt from its text), the ``[SSL: REASON] message`` inside the text is used.
+    """
+    inner = _innermost_ssl_error(exc)
+    if isinstance(inner, ssl.SSLCertVerificationError) and inner.verify_message:
+        return _VERIFY_FAILED, f"certificate verify failed: {inner.verify_message.rstrip('.')}"
+    if inner is not None:
+        text = str(inner.args[1] if len(inner.args) > 1 else inner)
+        match = _SSL_IN_TEXT.search(text + "')")
+        if match:
+            return _from_match(match)
+        return str(getattr(inner, "reason", None) or ""), _SSL_LOCATION.sub("", text)
+    match = _SSL_IN_TEXT.search(str(exc))
+    return _from_match(match) if match else None
+
+
+def _from_match(match: re.Match[str]) -> tuple[str, str]:
+    reason, message = match["reason"], match["message"].rstrip(".")
+    if reason == _VERIFY_FAILED:
+        return reason, message  # already "certificate verify failed: <why>"
+    return reason, f"[SSL: {reason}] {message}"
+
+
+def _innermost_ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl`` error at the bottom of ``exc``'s chain (causes, contexts, wrapped args, reasons);
+    a certificate verification error wins over any other ``ssl.SSLError``."""
+    found: ssl.SSLError | None = None
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo and len(seen) < 50:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        if isinstance(current, ssl.SSLError):
+            found = current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+    return found
+
+
+def _tls_advice(exc: BaseException, advice: str) -> str:
+    """The certificate advice, or what a plain-HTTP port answering a TLS client means."""
+    found = ssl_reason(exc)
+    if found is None:
+        return advice
+    reason, message = found
+    if reason == "WRONG_VERSION_NUMBER":
+        return _PLAIN_HTTP_ADVICE
+    if reason == _VERIFY_FAILED and "mismatch" in message:
+        return advice + _MISMATCH_ADVICE
+    return advice
 
 
 def parse_retry_after(value: str | None) -> float | None:

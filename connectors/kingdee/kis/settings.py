@@ -10,7 +10,9 @@ default we could choose; a template may override them once a real tenant has bee
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from connectors.retry import RetryPolicy
@@ -88,6 +90,30 @@ class KisSettings:
             raise ConfigError(f"{where}: connect_timeout and read_timeout must be positive seconds.")
         if not 1 <= self.page_size <= 1000:
             raise ConfigError(f"{where}: page_size must be between 1 and 1000, not {self.page_size}.")
+        if self.ca_bundle is not None:
+            self._check_ca_bundle(where)
+
+    def _check_ca_bundle(self, where: str) -> None:
+        """``ca_bundle`` must name a readable file: a typo would otherwise only show at the first call."""
+        path = Path(self.ca_bundle or "")
+        if not self.ca_bundle:
+            problem = "is empty"
+        elif path.is_dir():
+            problem = "is a directory, not a PEM file"
+        elif not path.is_file():
+            problem = "does not exist" + ("" if path.is_absolute() else f" (relative to {os.getcwd()})")
+        elif not os.access(path, os.R_OK):
+            raise ConfigError(
+                f"{where}: ca_bundle {self.ca_bundle!r} is not readable by this user. "
+                "Fix the file's permissions (the hub only needs read access) or point ca_bundle at a copy."
+            )
+        else:
+            return
+        raise ConfigError(
+            f"{where}: ca_bundle {self.ca_bundle!r} {problem}. Set it to the PEM file of the private CA "
+            "that signed the gateway's certificate (an absolute path is safest), or remove ca_bundle "
+            "to use the system's CA store."
+        )
 
     def register_secrets(self) -> None:
         """Register every secret value so logs and errors mask it."""
