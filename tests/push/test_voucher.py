@@ -18,12 +18,14 @@ import sqlalchemy as sa
 from connectors.kingdee.kis.records import Voucher, VoucherEntry
 from connectors.kingdee.kis_sandbox import FaultConfig
 from crm_core.db import session_scope
+from crm_core.documents import InvoiceDocument
 from crm_core.invoicing import red_letter
 from crm_core.models import DeadLetter, DeliveryQueueItem, ExternalBinding, Invoice
+from hub.errors import DataValidationError
 from hub.push.engine import run_push
 from hub.push.sink import KisOutboundSink
 from hub.reconcile import reconcile
-from mappings.kis_voucher import VoucherMapping
+from mappings.kis_voucher import VoucherMapping, to_voucher, vouchers_for
 from tests.push.conftest import SETTINGS, World
 
 TODAY = date(2026, 11, 28)  # the issue date of every test invoice
@@ -349,3 +351,33 @@ def test_reconciliation_over_1100_documents_on_sqlite_flags_deleted_and_altered_
 
 def _limit_variables(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+
+def _doc(net: str, tax: str, gross: str, status: str = "issued") -> InvoiceDocument:
+    return InvoiceDocument(
+        id=1,
+        number="INV-2026-000001",
+        invoice_number="20260001",
+        invoice_type="normal",
+        status=status,
+        issue_date=TODAY,
+        customer_id=1,
+        customer_code="C001",
+        customer_name="测试客户有限公司",
+        credit_code=None,
+        total_net=Decimal(net),
+        total_tax=Decimal(tax),
+        total_gross=Decimal(gross),
+        lines=(),
+    )
+
+
+def test_the_voucher_mapping_balances_to_the_cent_and_refuses_totals_that_do_not_add_up() -> None:
+    zero_rated = to_voucher(_doc("100", "0", "100.00"), "HUB-1", VOUCHERS)
+    assert zero_rated.balanced and [e.account_number for e in zero_rated.entries] == ["1122", "6001"]
+    assert str(zero_rated.entries[0].debit) == "100.00"  # two places, whatever the stored scale
+    blue, red = vouchers_for(_doc("88.50", "11.51", "100.01", "red_letter"), "HUB-1", VOUCHERS)
+    assert (blue.reference, red.reference) == ("HUB-1", "HUB-1-R") and blue.balanced and red.balanced
+    assert [e.debit + e.credit for e in red.entries] == [-(e.debit + e.credit) for e in blue.entries]
+    with pytest.raises(DataValidationError, match="INV-2026-000001"):
+        to_voucher(_doc("88.50", "11.51", "100.00"), "HUB-1", VOUCHERS)
