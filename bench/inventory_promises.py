@@ -6,9 +6,16 @@ Sections (each a function returning :class:`Result` rows; ``main`` runs them and
   snapshot (goal <= 2 s on the 2-core reference machine), and the same for 1M lines (goal <= 12x the
   100k time, i.e. close to linear). Data come from a seeded generator, so every run sees the same
   input. Times are the best of ``--repeat`` runs, to keep other load on a shared machine out of it.
-- ``sftp_load``: end-to-end SFTP + load of a 1M-row CSV against raw COPY (added by the SFTP part).
+- ``sftp_load``: end-to-end load of a 1M-row inventory CSV pulled over SFTP (a private sshd on
+  loopback; download, parse, validate, COPY into ``inventory_positions``, put in force, diff against the
+  previous snapshot), as a ratio to raw COPY of the same file into a plain table of text columns,
+  measured in the same run (goal <= 3x). The first pull of the process is run and printed but not
+  counted: it pays the one-off Great Expectations import (~3 s) and has no previous snapshot to diff.
+  The best of the next ``--repeat`` pulls counts, as in the long-lived hub process a production pull
+  runs in; each of them diffs against the snapshot the previous pull loaded, in process (the first
+  pull after a restart diffs in SQL instead, ~1 s more at 1M rows).
 
-Run: ``.venv/bin/python bench/inventory_promises.py [--section promises] [--repeat 3]``.
+Run: ``.venv/bin/python bench/inventory_promises.py [--section promises|sftp_load] [--repeat 3]``.
 The last line is the verdict with each figure and its goal; the exit code is 1 when a goal is missed.
 """
 
@@ -388,7 +395,7 @@ def section_sftp_load(repeat: int) -> list[Result]:
                 name="bench", root=str(drop), pattern="inventory/INV_*.csv", local_dir=downloads, **server
             )
             best = float("inf")
-            for run in range(repeat):
+            for run in range(repeat + 1):  # run 0: cold (GX import, nothing to diff), not counted
                 name = drop / "inventory" / f"INV_{run}.csv"
                 shutil.copyfile(source_file, name)
                 (drop / "inventory" / f"INV_{run}.csv.done").write_bytes(b"")
@@ -398,11 +405,14 @@ def section_sftp_load(repeat: int) -> list[Result]:
                 seconds = time.perf_counter() - started
                 [outcome] = report.loaded
                 assert outcome.rows_loaded == SFTP_ROWS, outcome
+                label = "cold run (not counted)" if run == 0 else f"run {run}"
                 print(
-                    f"sftp_load: run {run + 1}: end to end {seconds:.2f} s "
-                    f"(of which validate + load {outcome.seconds:.2f} s)"
+                    f"sftp_load: {label}: end to end {seconds:.2f} s = {seconds / raw:.2f}x raw COPY "
+                    f"(of which validate + load + diff {outcome.seconds:.2f} s"
+                    f"{'; diffed ' + str(outcome.diff.changed_count) + ' changed' if outcome.diff else ''})"
                 )
-                best = min(best, seconds)
+                if run:
+                    best = min(best, seconds)
                 with engine.begin() as conn:  # keep the table at one snapshot, so every run starts alike
                     conn.execute(
                         sa.text(
@@ -413,7 +423,10 @@ def section_sftp_load(repeat: int) -> list[Result]:
                 with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.execute(sa.text("VACUUM ANALYZE inventory_positions"))
             engine.dispose()
-        print(f"sftp_load: end to end {best:.2f} s vs raw COPY {raw:.2f} s: {best / raw:.2f}x")
+        print(
+            f"sftp_load: end to end {best:.2f} s (best of {repeat} warm pulls) vs raw COPY {raw:.2f} s: "
+            f"{best / raw:.2f}x"
+        )
         return [Result("sftp_load end-to-end / raw COPY", best / raw, 3.0, "x")]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

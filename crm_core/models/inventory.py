@@ -33,6 +33,11 @@ class InventorySnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime(), default=now_utc)
 
 
+def _byte_order(length: int) -> sa.types.TypeEngine[str]:
+    """A code column compared byte by byte: COLLATE "C" on PostgreSQL (SQLite's BINARY already is)."""
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
 class InventoryPosition(Base):
     """Stock of one (material, warehouse, lot) in one snapshot. Loaded in bulk, never row by row.
 
@@ -41,15 +46,16 @@ class InventoryPosition(Base):
     key on purpose: only :mod:`hub.inventory.load` writes positions, in the same transaction as their
     snapshot header, and a per-row FK check costed about as much as the COPY itself on a 1M-row load
     (migration 0003). Code that deletes snapshot headers must therefore delete their positions first
-    (see ``hub.inventory.load.prune_positions`` / ``delete_snapshots``).
+    (see ``hub.inventory.load.prune_positions`` / ``delete_snapshots``). The key text columns use
+    COLLATE "C" on PostgreSQL (migration 0004): the key index compares bytes, not locale rules.
     """
 
     __tablename__ = "inventory_positions"
 
     snapshot_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
-    material_code: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    warehouse_code: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
-    lot: Mapped[str] = mapped_column(sa.String(64), primary_key=True, default="")
+    material_code: Mapped[str] = mapped_column(_byte_order(64), primary_key=True)
+    warehouse_code: Mapped[str] = mapped_column(_byte_order(32), primary_key=True)
+    lot: Mapped[str] = mapped_column(_byte_order(64), primary_key=True, default="")
     on_hand: Mapped[Decimal] = mapped_column(Quantity)
     reserved: Mapped[Decimal] = mapped_column(Quantity, default=Decimal("0"))
 

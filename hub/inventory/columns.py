@@ -91,3 +91,94 @@ def normalize_snapshot_frame(
             SOURCE_LINE: line,
         }
     ).astype({MATERIAL: "string", WAREHOUSE: "string", LOT: "string"})
+
+
+class PositionKeys:
+    """A snapshot's (material, warehouse, lot) keys as integer codes into three dictionaries.
+
+    Computed once per snapshot (three ``pd.factorize`` calls, ~0.3 s at 1M rows) and shared by the
+    steps that need the key: the duplicate check (:mod:`hub.inventory.validate`), the COPY order
+    (:mod:`hub.inventory.load`) and the in-process snapshot diff (:mod:`hub.inventory.diff`). A missing
+    code is -1. ``on_hand`` and ``reserved`` are the quantities as the store keeps them (4 places).
+    """
+
+    __slots__ = ("material", "warehouse", "lot", "materials", "warehouses", "lots", "on_hand", "reserved")
+
+    def __init__(
+        self,
+        material: np.ndarray,
+        warehouse: np.ndarray,
+        lot: np.ndarray,
+        materials: pd.Index,
+        warehouses: pd.Index,
+        lots: pd.Index,
+        on_hand: np.ndarray,
+        reserved: np.ndarray,
+    ) -> None:
+        self.material, self.warehouse, self.lot = material, warehouse, lot
+        self.materials, self.warehouses, self.lots = materials, warehouses, lots
+        self.on_hand, self.reserved = on_hand, reserved
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> PositionKeys:
+        """Factorise the key columns of a snapshot frame (row order kept)."""
+        codes = []
+        for name in POSITION_KEY:
+            values, uniques = pd.factorize(frame[name])
+            codes.append((values.astype(np.int64, copy=False), pd.Index(uniques, dtype=object)))
+        (m, ms), (w, ws), (lot, ls) = codes
+        return cls(m, w, lot, ms, ws, ls, quantities(frame[ON_HAND]), quantities(frame[RESERVED]))
+
+    def __len__(self) -> int:
+        return len(self.material)
+
+    def take(self, rows: np.ndarray) -> PositionKeys:
+        """The keys of the selected rows (a boolean mask or positions); dictionaries are shared."""
+        return PositionKeys(
+            self.material[rows], self.warehouse[rows], self.lot[rows],
+            self.materials, self.warehouses, self.lots,
+            self.on_hand[rows], self.reserved[rows],
+        )  # fmt: skip
+
+    def combined(self) -> np.ndarray | None:
+        """One int64 per row identifying its whole key (-1 where a part is missing); None on overflow."""
+        n_w, n_l = max(len(self.warehouses), 1), max(len(self.lots), 1)
+        if max(len(self.materials), 1) * n_w * n_l >= 1 << 62:
+            return None
+        key = (self.material * n_w + self.warehouse) * n_l + self.lot
+        key[(self.material < 0) | (self.warehouse < 0) | (self.lot < 0)] = -1
+        return key
+
+    def duplicated(self) -> np.ndarray:
+        """True for every row whose complete key appears more than once (all copies)."""
+        key = self.combined()
+        if key is None:  # pragma: no cover - needs ~2^62 distinct combinations
+            frame = pd.DataFrame({"m": self.material, "w": self.warehouse, "l": self.lot})
+            return frame.duplicated(keep=False).to_numpy() & (self.material >= 0)
+        return pd.Series(key).duplicated(keep=False).to_numpy() & (key >= 0)
+
+    def copy_order(self) -> np.ndarray:
+        """Row positions in (material, warehouse) byte order of the codes (how the primary key is sorted).
+
+        Only the dictionaries are sorted (50k materials, 20 warehouses at bench scale), then the rows by
+        their integer ranks; no string comparison per row.
+        """
+        rank_m = byte_ranks(self.materials)[self.material]
+        rank_w = byte_ranks(self.warehouses)[self.warehouse]
+        return np.argsort(rank_m * (len(self.warehouses) + 1) + rank_w, kind="stable")
+
+
+def byte_ranks(uniques: pd.Index) -> np.ndarray:
+    """Each dictionary entry's position in byte (code point) order."""
+    order = np.argsort(uniques.to_numpy(dtype=object).astype(str), kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order), dtype=np.int64)
+    return ranks
+
+
+QTY_PLACES: Final = 4  # inventory_positions quantity columns are Numeric(18, 4)
+
+
+def quantities(values: pd.Series) -> np.ndarray:
+    """A quantity column as float64 rounded to the store's 4 places (what the loader writes)."""
+    return np.round(values.to_numpy(dtype=np.float64), QTY_PLACES)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -26,11 +27,14 @@ import sqlalchemy as sa
 
 from crm_core.models import Product, Warehouse
 from crm_core.types import now_utc
+from hub.inventory import diff as diffs
 from hub.inventory import load as store
+from hub.inventory.columns import PositionKeys
 from hub.inventory.diff import SnapshotDiff, diff_snapshots
 from hub.inventory.validate import SnapshotPolicy, ValidatedSnapshot, refusal_reason, validate_snapshot
 
 log = logging.getLogger(__name__)
+_DIFF_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inventory-diff")
 
 Status = Literal["in_force", "refused"]
 
@@ -129,6 +133,7 @@ def ingest_snapshot(
         expected_rows=expected_rows,
     )
     taken = taken_at or now_utc()
+    pending: Future[SnapshotDiff | None] | None = None
     with engine.begin() as conn:
         store.lock_source(conn, source)
         previous = store.in_force(conn, source)
@@ -151,7 +156,24 @@ def ingest_snapshot(
                 origin=origin,
                 checksum=checksum,
             )
-            loaded = store.copy_positions(conn, snapshot_id, checked.accepted)
+            # The in-process diff (numpy, GIL mostly released) runs while PostgreSQL ingests the COPY
+            # (started once the payload is built, so that it does not compete with building it).
+            started_diff: list[Future[SnapshotDiff | None]] = []
+            old_keys = _remembered_keys(conn, source, previous, checked)
+
+            def start_diff() -> None:
+                if previous is not None and old_keys is not None and checked.keys is not None:
+                    started_diff.append(
+                        _DIFF_POOL.submit(
+                            diffs.diff_keys, previous.snapshot_id, old_keys, snapshot_id, checked.keys,
+                            limit=diff_limit,
+                        )
+                    )  # fmt: skip
+
+            loaded = store.copy_positions(
+                conn, snapshot_id, checked.accepted, checked.keys, before_copy=start_diff
+            )
+            pending = started_diff[0] if started_diff else None
             store.write_quarantine(
                 conn,
                 stream=quarantine_stream(source),
@@ -169,14 +191,44 @@ def ingest_snapshot(
                 checked.rejected_count, None, None, 0.0,
             )  # fmt: skip
     diff = None
-    if outcome.status == "in_force" and outcome.previous_id is not None:
-        diff = diff_snapshots(engine, outcome.previous_id, outcome.snapshot_id, limit=diff_limit)
-        if keep_positions:
+    if outcome.status == "in_force":
+        early = None
+        if pending is not None:
+            try:
+                early = pending.result()
+            except Exception:  # the load is committed; the SQL diff below gives the same answer
+                log.exception("in-process diff of snapshot %s failed; diffing in SQL", outcome.snapshot_id)
+        with engine.connect() as conn:
+            diff = _diff(conn, source, outcome, early, diff_limit)
+            if checked.keys is not None:
+                diffs.remember(conn, source=source, snapshot_id=outcome.snapshot_id, keys=checked.keys)
+        if outcome.previous_id is not None and keep_positions:
             with engine.begin() as conn:
                 store.prune_positions(conn, source=source, keep=keep_positions)
     seconds = time.perf_counter() - started
     _log(outcome, diff)
     return replace(outcome, diff=diff, seconds=seconds)
+
+
+def _remembered_keys(
+    conn: sa.Connection, source: str, previous: store.InForce | None, checked: ValidatedSnapshot
+) -> PositionKeys | None:
+    """The in-force snapshot's keys when this process loaded it (for the in-process diff)."""
+    if previous is None or checked.keys is None:
+        return None
+    return diffs.remembered(conn, source=source, snapshot_id=previous.snapshot_id)
+
+
+def _diff(
+    conn: sa.Connection, source: str, outcome: SnapshotOutcome, early: SnapshotDiff | None, limit: int
+) -> SnapshotDiff | None:
+    """The diff against the snapshot this one superseded: the in-process one if it was computed against
+    exactly that snapshot, else set-based SQL."""
+    if outcome.previous_id is None:
+        return None
+    if early is not None and early.old_snapshot_id == outcome.previous_id:
+        return early
+    return diff_snapshots(conn, outcome.previous_id, outcome.snapshot_id, limit=limit)
 
 
 def _write_refused(

@@ -88,6 +88,7 @@ class ValidatedSnapshot:
     rejects: tuple[RowReject, ...]
     rows_read: int
     expected_rows: int | None = None
+    keys: c.PositionKeys | None = None  # the accepted rows' keys, in their order (for load and diff)
 
     @property
     def rejected_count(self) -> int:
@@ -157,7 +158,7 @@ def _known(values: pd.Series, codes: Set[str]) -> np.ndarray:
 
 
 def _check_columns(
-    frame: pd.DataFrame, materials: Set[str] | None, warehouses: Set[str] | None
+    frame: pd.DataFrame, keys: c.PositionKeys, materials: Set[str] | None, warehouses: Set[str] | None
 ) -> dict[str, np.ndarray]:
     """The boolean check columns (True = the row passes), computed vectorised over the whole frame."""
     material = frame[c.MATERIAL]
@@ -177,7 +178,9 @@ def _check_columns(
         _PRESENT: present,
         _FITS: fits,
         # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
-        _UNIQUE: ~frame.duplicated(list(c.POSITION_KEY), keep=False).to_numpy() | ~present,
+        # On the factorised key (one int64 per row): frame.duplicated over three string columns cost
+        # ~0.45 s at 1M rows, and the codes are needed again for the COPY order and the diff.
+        _UNIQUE: ~keys.duplicated() | ~present,
     }
     # A missing code fails values_present; it is not also reported as unknown.
     if materials is not None:
@@ -228,7 +231,8 @@ def validate_snapshot(
     """
     materials = None if known_materials is None else frozenset(known_materials)
     warehouses = None if known_warehouses is None else frozenset(known_warehouses)
-    checks = _check_columns(frame, materials, warehouses)
+    keys = c.PositionKeys.of(frame)
+    checks = _check_columns(frame, keys, materials, warehouses)
     outcome = validate_frame(
         _suspects(frame, checks), _rules(materials, warehouses), id_column=c.SOURCE_LINE, suite=SUITE
     )
@@ -262,11 +266,12 @@ def validate_snapshot(
             }
         )
     bad_lines = np.fromiter(outcome.failures.keys(), dtype=np.int64, count=len(outcome.failures))
-    accepted = frame.loc[~frame[c.SOURCE_LINE].isin(bad_lines)].reset_index(drop=True)
+    keep = ~frame[c.SOURCE_LINE].isin(bad_lines).to_numpy()
+    accepted = frame.loc[keep].reset_index(drop=True)
     rejects = tuple(RowReject(line, tuple(reasons[line])) for line in sorted(reasons))
     if rows_read is None:
         rows_read = len(frame) + len({int(p.line) for p in parse_problems})
-    return ValidatedSnapshot(accepted, rejects, rows_read, expected_rows)
+    return ValidatedSnapshot(accepted, rejects, rows_read, expected_rows, keys.take(keep))
 
 
 def refusal_reason(
