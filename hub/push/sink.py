@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
-from connectors.kingdee.kis.client import KisClient
+from connectors.kingdee.kis.client import KisClient, PreparedOutbound
 from connectors.kingdee.kis.records import OutboundBill, Voucher
 from crm_core.documents import InvoiceDocument
 from hub.errors import PermanentError
@@ -62,7 +62,13 @@ class OutboundSink(Protocol):
 
     def find(self, bill_no: str, compare_with: Any = None) -> ExternalBill | None: ...
 
-    def create(self, bill: Any) -> tuple[str, bool]: ...
+    def prepare(self, bill: Any) -> Any:
+        """Resolve and encode ``bill`` for :meth:`create` ahead of the send (a batch prepares together)."""
+        ...
+
+    def create(self, bill: Any) -> tuple[str, bool]:
+        """Create the bill exactly once; ``bill`` is the mapped bill or what :meth:`prepare` returned."""
+        ...
 
     def update(self, external_id: str, bill: Any) -> None: ...
 
@@ -131,7 +137,10 @@ class KisOutboundSink:
             same_content=same,
         )
 
-    def create(self, bill: OutboundBill) -> tuple[str, bool]:
+    def prepare(self, bill: OutboundBill) -> PreparedOutbound:
+        return self.client.prepare_outbound(bill)
+
+    def create(self, bill: OutboundBill | PreparedOutbound) -> tuple[str, bool]:
         created = self.client.create_outbound(bill)
         return str(created.fid), created.created
 

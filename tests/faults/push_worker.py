@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.kingdee.kis import KisClient, KisSettings
+from connectors.kingdee.kis.client import PreparedOutbound
 from connectors.kingdee.kis.records import OutboundBill
 from crm_core.db import make_engine
 from hub.push.engine import run_push
@@ -42,7 +43,7 @@ class DyingSink(KisOutboundSink):
         super().__init__(client)
         self.kind, self.k, self.creates = kind, k, 0
 
-    def create(self, bill: OutboundBill) -> tuple[str, bool]:
+    def create(self, bill: OutboundBill | PreparedOutbound) -> tuple[str, bool]:
         self.creates += 1
         if self.kind == "send" and self.creates == self.k:
             _die()

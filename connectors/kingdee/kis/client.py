@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from decimal import Decimal
 from typing import Any
 
 import requests
@@ -38,14 +37,22 @@ from connectors.kingdee.kis.records import (
     to_decimal,
 )
 from connectors.kingdee.kis.settings import KisQuirks, KisSettings
-from connectors.kingdee.kis.transport import Transport, new_session
+from connectors.kingdee.kis.transport import EncodedJson, Transport, dumps, new_session
 from connectors.retry import build_retrying
 from hub.errors import AuthError, DataValidationError, PermanentError, UnknownOutcomeError
 
 log = logging.getLogger(__name__)
 
 # A gateway that never says "last page" must not loop forever.
-MAX_PAGES = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedOutbound:
+    """An outbound resolved to KIS ids and encoded, ready to send (:meth:`KisClient.prepare_outbound`)."""
+
+    bill: OutboundBill
+    obj: dict[str, Any]
+    body: EncodedJson
 
 
 class KisClient:
@@ -115,7 +122,9 @@ class KisClient:
         policy = dataclasses.replace(self.settings.retry, retry_unknown_outcome=unknown_outcome)
         return build_retrying(policy, sleep=self._sleep, before_sleep=self._before_sleep)
 
-    def _exchange(self, app: str, op: str, body: Mapping[str, Any], *, write: bool = False) -> Any:
+    def _exchange(
+        self, app: str, op: str, body: Mapping[str, Any] | EncodedJson, *, write: bool = False
+    ) -> Any:
         """One business exchange, refreshing credentials once on an auth error; no transient retry."""
         path = f"/koas/{app}/api/{op}"
         phase = Phase.WRITE if write else Phase.READ
@@ -305,7 +314,18 @@ class KisClient:
             entries.append(entry)
         return {"Head": head, "Entry": entries}
 
-    def create_outbound(self, bill: OutboundBill, *, check_first: bool = False) -> CreatedBill:
+    def prepare_outbound(self, bill: OutboundBill) -> PreparedOutbound:
+        """Resolve and encode ``bill`` now; :meth:`create_outbound` then only sends it.
+
+        A push prepares a whole batch in one loop before its first ERP call: the work runs while the
+        CPU caches are warm instead of after each wait for the ERP (about half the cost; P11).
+        """
+        obj = self._outbound_object(bill)
+        return PreparedOutbound(bill, obj, EncodedJson(dumps({"Object": obj})))
+
+    def create_outbound(
+        self, bill: OutboundBill | PreparedOutbound, *, check_first: bool = False
+    ) -> CreatedBill:
         """Create a sales outbound exactly once, keyed by ``bill.bill_no``.
 
         A lost reply or timeout after sending (:class:`UnknownOutcomeError`) is followed by a lookup by
@@ -318,15 +338,19 @@ class KisClient:
         attempt may have landed (a crash between the ERP's answer and the outbox update) should set it;
         the normal path does not, to keep one ERP call per record.
         """
-        if not bill.bill_no.strip():
+        prepared = bill if isinstance(bill, PreparedOutbound) else None
+        outbound = prepared.bill if prepared is not None else bill
+        assert isinstance(outbound, OutboundBill)
+        if not outbound.bill_no.strip():
             raise DataValidationError(
                 f"KIS connection {self.settings.name!r}: an outbound needs a bill number (FBillNo); "
                 "it is the key that keeps a retried push from creating a second bill."
             )
-        obj = self._outbound_object(bill)
-        body = {"Object": obj}
+        if prepared is None:
+            prepared = self.prepare_outbound(outbound)
+        obj, body, bill_no = prepared.obj, prepared.body, outbound.bill_no
         if check_first:
-            existing = self._existing(bill.bill_no, obj)
+            existing = self._existing(bill_no, obj)
             if existing is not None:
                 return existing
 
@@ -335,7 +359,7 @@ class KisClient:
         def attempt() -> CreatedBill:
             if unsure[0]:
                 # Look before re-sending (after the back-off, so a slow commit has had time to show).
-                existing = self._existing(bill.bill_no, obj)
+                existing = self._existing(bill_no, obj)
                 if existing is not None:
                     return existing
                 unsure[0] = False
@@ -345,11 +369,11 @@ class KisClient:
                 unsure[0] = True
                 raise  # the retry loop backs off, then looks the bill up before sending it again
             except PermanentError:
-                existing = self._existing(bill.bill_no, obj)
+                existing = self._existing(bill_no, obj)
                 if existing is None:
                     raise
                 return existing
-            return CreatedBill(int(data["FID"]), str(data.get("FBillNo") or bill.bill_no), True)
+            return CreatedBill(int(data["FID"]), str(data.get("FBillNo") or bill_no), True)
 
         # One retry loop for the whole write: transient failures before sending and unknown outcomes alike.
         return self._retry_unknown(attempt)
@@ -528,13 +552,3 @@ class KisClient:
             if (date_from and voucher.date < date_from) or (date_to and voucher.date > date_to):
                 continue
             yield voucher
-
-
-def _truthy(value: Any) -> bool | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    if isinstance(value, Decimal):
-        return value != 0
-    return bool(value)

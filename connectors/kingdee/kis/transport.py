@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,8 +18,6 @@ from requests.utils import get_environ_proxies
 
 from connectors.kingdee.kis.errors import Failure, Phase, classify, read_envelope
 from connectors.kingdee.kis.settings import KisQuirks, KisSettings
-
-_QUERY = re.compile(r"\?[^\s'\")]*")
 
 
 def _json_default(value: Any) -> Any:
@@ -37,6 +34,10 @@ def _json_default(value: Any) -> Any:
 def dumps(body: Any) -> bytes:
     """UTF-8 JSON as the gateway expects (CJK kept literal, Decimal as number)."""
     return json.dumps(body, ensure_ascii=False, default=_json_default, separators=(",", ":")).encode("utf-8")
+
+
+class EncodedJson(bytes):
+    """A request body already encoded by :func:`dumps` (sent as is; see ``KisClient.prepare_outbound``)."""
 
 
 def new_session(pool_size: int = 16) -> requests.Session:
@@ -113,16 +114,17 @@ class Transport:
         all_headers: dict[str, str] = {**self._default_headers, "Accept": "application/json"}
         data = None
         if body is not None:
-            data = dumps(body)
+            data = body if isinstance(body, EncodedJson) else dumps(body)
             all_headers["Content-Type"] = "application/json; charset=utf-8"
         if headers:
             all_headers.update(headers)
         try:
             response = self.http(method, self._base + path, all_headers, data, params)
         except requests.RequestException as exc:
-            cleaned = type(exc)(_QUERY.sub("?…", str(exc)))
+            # The exception keeps its chain (the TLS reason lies deep in it); errors.exception_text
+            # drops query strings (tokens) from every text it takes from it.
             raise classify(
-                Failure(operation, exception=cleaned), phase, self.quirks, self.settings.name
+                Failure(operation, exception=exc), phase, self.quirks, self.settings.name
             ) from None
         result, failure = read_envelope(response, operation)
         if failure is not None:
