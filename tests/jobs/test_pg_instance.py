@@ -4,9 +4,13 @@ a second PostgreSQL database, and the KIS sandbox on loopback counting every acc
 
 - Two pushes launched at the same moment: the ``erp:erp`` pool (one slot, run granularity) holds the
   second run in the queue until the first has finished; both succeed and every document lands once.
-- A run whose worker is SIGKILLed mid-push: the code server reports the run failed without any step
-  failure, the daemon's run retries start a child run from the failure, and it finishes the push without
-  a duplicate document (the sandbox is set to *accept* duplicate bill numbers, so only the hub prevents one).
+- Fault matrix case 17 (PERF-RELIABILITY §B.4): a run whose worker is SIGKILLed mid-push, after at least
+  one batch was checkpointed. The code server reports the run failed without any step failure; the daemon's
+  run retries (``dagster/retry_strategy`` FROM_FAILURE, tagged by jobs/push.py) start a child run that
+  re-executes the push step and what is downstream of it, none of the steps that had succeeded; it resumes
+  from the queue's checkpoint (done batches untouched, the in-flight batch looked up by bill number), sends
+  no document the ERP had acknowledged, and ends with the ledger check at 0 lost / duplicated / phantom /
+  stale (the sandbox is set to *accept* duplicate bill numbers, so only the hub prevents one).
 
 Uses the ``hub_factory`` fixture of tests/jobs/conftest.py (store, sandbox, hub.yaml, environment).
 """
@@ -25,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -32,14 +37,20 @@ import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterRunStatus
 
 from connectors.kingdee.kis_sandbox import FaultConfig
-from tests.jobs.conftest import Hub
+from crm_core.models import DeliveryQueueItem
+from hub.config.project import load_project
+from hub.ledger import CREATE_ENDPOINT, check_ledger
+from hub.runtime import push_target
+from tests.jobs.conftest import CONNECTION, Hub
 from tests.jobs.dagster_dev import DagsterDev
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 DEPLOY_YAML = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
-JOB = "erp_nightly_push"
-PUSH_STEP = "erp__invoice_push"
+JOB = f"{CONNECTION}_nightly_push"
+VALIDATION_STEP = f"{CONNECTION}__push_validation"
+PUSH_STEP = f"{CONNECTION}__invoice_push"
+N_KILLED = 400  # documents of the killed push: 4 batches of hub.yaml's 100
 RUN_DEADLINE_S = 300.0
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
@@ -173,43 +184,153 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def test_a_run_whose_worker_is_killed_is_retried_without_a_duplicate_document(production: Production) -> None:
+def _pid(entry: dg.EventLogEntry) -> int:
+    """The process that logged ``entry`` (the run worker for RUN_START, the step process for STEP_START)."""
+    pid = entry.dagster_event.pid if entry.dagster_event else None
+    assert isinstance(pid, int), entry
+    return pid
+
+
+def _queue_states(hub: Hub) -> Counter[str]:
+    """Queue items of the connection per state: the push's checkpoint (``done`` is committed per batch)."""
+    with hub.engine.connect() as conn:
+        return Counter(
+            conn.execute(
+                sa.select(DeliveryQueueItem.state).where(DeliveryQueueItem.system == CONNECTION)
+            ).scalars()
+        )
+
+
+def _settled_ledger(hub: Hub) -> list[dict[str, Any]]:
+    """The sandbox's sales-outbound creates once no write is arriving any more (a request the killed
+    worker had on the wire may still be committed by the sandbox just after the kill)."""
+    last = hub.admin.ledger(CREATE_ENDPOINT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = hub.admin.ledger(CREATE_ENDPOINT)
+        if len(now) == len(last):
+            return now
+        last = now
+    raise AssertionError(f"the sandbox kept receiving writes after the kill ({len(last)} creates)")
+
+
+def _step_keys(production: Production, run_id: str, kind: DagsterEventType) -> set[str]:
+    return {e.step_key for e in production.events(run_id, kind) if e.step_key}
+
+
+def test_a_run_whose_worker_is_killed_mid_push_resumes_at_the_push_step_exactly_once(
+    production: Production,
+) -> None:
+    """PERF-RELIABILITY §B.4 case 17."""
     hub = production.hub
-    invoices = hub.make_invoices(400)
+    target = push_target(load_project(hub.config, check_env=False), CONNECTION)
+    batch = target.settings.batch_size
+    invoices = hub.make_invoices(N_KILLED)
     run_id = production.server.launch(JOB)
 
-    # Wait until the push step is sending (some documents acknowledged, most still to go).
+    # Wait until the push step is sending and at least one batch is checkpointed (a create of batch 2 is
+    # only sent after batch 1's commit), with most documents still to go.
+    kill_at = batch + 20
     deadline = time.monotonic() + RUN_DEADLINE_S
+    acked = 0
     while time.monotonic() < deadline:
         steps = [e for e in production.events(run_id, DagsterEventType.STEP_START) if e.step_key == PUSH_STEP]
-        if steps and len(hub.bill_numbers()) >= 20:
+        acked = len(hub.admin.ledger(CREATE_ENDPOINT))
+        if steps and acked >= kill_at:
             break
         run = production.instance.get_run_by_id(run_id)
         assert run is not None and run.status not in FINISHED, production.server.tail()
         time.sleep(0.2)
     else:
-        raise AssertionError(f"the push never started\n{production.server.tail()}")
+        raise AssertionError(
+            f"the push never reached {kill_at} documents ({acked})\n{production.server.tail()}"
+        )
     (run_start,) = production.events(run_id, DagsterEventType.RUN_START)
     # The run worker first (so no one is left to report a step failure), then its step process (the same
     # process under the in-process executor; a separate one under the multiprocess executor).
-    _kill(run_start.dagster_event.pid)
-    _kill(steps[0].dagster_event.pid)
-    sent_before_crash = len(hub.bill_numbers())
-    assert 0 < sent_before_crash < len(invoices), "the kill must land mid-push for this test to mean anything"
+    _kill(_pid(run_start))
+    _kill(_pid(steps[0]))
+    killed_at = time.time()
+
+    before = _settled_ledger(hub)
+    checkpoint = _queue_states(hub)
+    # Nothing has been retried yet: every write in ``before`` is the crashed run's.
+    assert production.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})) == []
+    acked_bills = {w["bill_no"] for w in before}
+    assert 0 < len(before) < len(invoices), "the kill must land mid-push for this test to mean anything"
+    assert len(acked_bills) == len(before)  # no duplicate even before the retry
+    # The checkpoint: whole batches done, the batch being sent left in flight, the rest pending.
+    assert checkpoint["done"] >= batch and checkpoint["done"] % batch == 0, checkpoint
+    assert 0 < checkpoint["in_flight"] <= batch, checkpoint
+    assert checkpoint["done"] <= len(before) <= checkpoint["done"] + checkpoint["in_flight"], (
+        checkpoint,
+        len(before),
+    )
 
     crashed = production.wait_finished(run_id)
     assert crashed.status == DagsterRunStatus.FAILURE
     assert production.events(run_id, DagsterEventType.STEP_FAILURE) == []  # a crash, not a failed asset
+    assert crashed.tags.get("dagster/retry_strategy") == "FROM_FAILURE", crashed.tags
+    assert int(crashed.tags.get("dagster/max_retries", "0")) >= 1, crashed.tags
+    upstream_done = _step_keys(production, run_id, DagsterEventType.STEP_SUCCESS)
+    assert VALIDATION_STEP in upstream_done and PUSH_STEP not in upstream_done, upstream_done
 
     retry = production.child_of(run_id)
     assert retry.tags.get("dagster/retry_number") == "1"
+    assert retry.tags.get("dagster/is_resume_retry") == "true", retry.tags  # FROM_FAILURE, not ALL_STEPS
     finished = production.wait_finished(retry.run_id)
     assert finished.status == DagsterRunStatus.SUCCESS, production.server.tail()
 
+    # The child re-ran the failed step and what is downstream of it, none of the steps that had succeeded.
+    rerun = _step_keys(production, retry.run_id, DagsterEventType.STEP_START)
+    assert PUSH_STEP in rerun and rerun.isdisjoint(upstream_done), (rerun, upstream_done)
+    assert rerun == set(finished.step_keys_to_execute or ()), finished.step_keys_to_execute
+    assert rerun == _step_keys(production, retry.run_id, DagsterEventType.STEP_SUCCESS)
+    materialized = {
+        e.asset_materialization.asset_key
+        for e in production.events(retry.run_id, DagsterEventType.ASSET_MATERIALIZATION)
+        if e.asset_materialization
+    }
+    assert dg.AssetKey([CONNECTION, "push_validation"]) not in materialized, materialized
+
+    # It resumed from the checkpoint: the done batches were not touched, the in-flight ones were looked
+    # up, and only what the ERP had never acknowledged was sent.
+    (push,) = [
+        e.asset_materialization
+        for e in production.events(retry.run_id, DagsterEventType.ASSET_MATERIALIZATION)
+        if e.asset_materialization
+        and e.asset_materialization.asset_key == dg.AssetKey([CONNECTION, "invoice_push"])
+    ]
+    assert push.metadata["pushed"].value == len(invoices) - checkpoint["done"], push.metadata
+    assert push.metadata["erp_writes"].value == len(invoices) - len(before), push.metadata
+    last_seq = max(w["seq"] for w in before)
+    resent = [w["bill_no"] for w in hub.admin.ledger(CREATE_ENDPOINT) if w["seq"] > last_seq]
+    assert acked_bills.isdisjoint(resent), sorted(acked_bills & set(resent))[:5]
+
     _assert_every_document_once(hub, invoices)
+    report = check_ledger(hub.engine, hub.admin.ledger(), system=CONNECTION, mapping=target.settings.mapping)
+    assert report.ok, report.summary()
+    assert (report.checked, report.delivered, report.erp_bills, report.unsettled) == (
+        len(invoices),
+        len(invoices),
+        len(invoices),
+        0,
+    ), report.summary()
     checks = {
         e.asset_check_evaluation.check_name: e.asset_check_evaluation.passed
         for e in production.events(retry.run_id, DagsterEventType.ASSET_CHECK_EVALUATION)
         if e.asset_check_evaluation
     }
     assert checks.get("reconciled") is True, checks
+    crash_record = production.instance.get_run_record_by_id(run_id)
+    retry_record = production.instance.get_run_record_by_id(retry.run_id)
+    assert crash_record and retry_record and crash_record.end_time and retry_record.start_time
+    assert retry_record.end_time
+    print(
+        f"case 17: crash reported {crash_record.end_time - killed_at:.1f} s after the kill, retry ran "
+        f"{retry_record.start_time - killed_at:.1f}..{retry_record.end_time - killed_at:.1f} s after it; "
+        f"killed at {len(before)}/{len(invoices)} acked, checkpoint {dict(checkpoint)}, "
+        f"retry pushed {push.metadata['pushed'].value} with {push.metadata['erp_writes'].value} ERP writes, "
+        f"re-ran {sorted(rerun)}; {report.summary()}"
+    )
