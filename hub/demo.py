@@ -60,7 +60,7 @@ DAGSTER_YAML = """telemetry:
   enabled: false
 run_retries:
   enabled: true
-  max_retries: 2
+  max_retries: 3
   retry_on_asset_or_op_failure: false
 """
 

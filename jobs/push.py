@@ -26,7 +26,7 @@ from jobs.resources import HubResource, latest_metadata
 
 RUN_RETRY_TAGS = {
     # Run retries cover crashed workers only; a failed asset is not re-run blindly (DAGSTER-GX §2.3).
-    "dagster/max_retries": "2",
+    "dagster/max_retries": "3",
     "dagster/retry_strategy": "FROM_FAILURE",
     "dagster/retry_on_asset_or_op_failure": "false",
 }

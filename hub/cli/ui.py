@@ -36,7 +36,7 @@ telemetry:
   enabled: false
 run_retries:
   enabled: true
-  max_retries: 2
+  max_retries: 3
   retry_on_asset_or_op_failure: false   # retry crashed workers only, never a failed push
 concurrency:
   pools:

@@ -45,6 +45,7 @@ from hub.push.validation import validate_invoices
 from mappings.kis_outbound import OutboundMapping, payload_hash, to_outbound
 
 PUSHABLE = ("issued", "red_letter")
+VALIDATION_ROWS = 10_000  # documents per GX validation (bounded memory, few fixed GX costs)
 AUDITED_NEEDS_RED_LETTER = "already audited in the ERP: needs a red-letter document"
 
 
@@ -170,27 +171,42 @@ def _validate(
     """Quarantine invalid invoices, or mark the run blocked when too many fail."""
     failures: dict[int, tuple[InvoiceDocument, list[dict[str, str]]]] = {}
     stream = f"{sink.system}.invoiced_states"
+    pending: list[InvoiceDocument] = []  # read, not yet validated
+    item_of: dict[int, int] = {}  # canonical id -> queue item id
+
+    def validate_pending() -> None:
+        outcome = validate_invoices(pending, known_materials=known, today=_today())
+        by_id = {doc.id: doc for doc in pending}
+        for doc_id, reasons in outcome.failures.items():
+            failures[item_of[doc_id]] = (by_id[doc_id], reasons)
+        pending.clear()
+        item_of.clear()
+
     with session_scope(engine) as session:
         for batch in _batches(due, 500):  # ids per IN list: some SQLite builds allow only 999 variables
             rows = session.execute(
                 sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.id).where(
                     DeliveryQueueItem.id.in_(batch)
                 )
-            )
-            item_of = {canonical_id: item_id for canonical_id, item_id in rows}
-            docs = load_documents(session, item_of)
-            pushable = [d for d in docs.values() if d.status in PUSHABLE]
-            outcome = validate_invoices(pushable, known_materials=known, today=_today())
-            for doc_id, reasons in outcome.failures.items():
-                failures[item_of[doc_id]] = (docs[doc_id], reasons)
+            ).all()
+            batch_items = {canonical_id: item_id for canonical_id, item_id in rows}
+            for doc in load_documents(session, list(batch_items)).values():
+                if doc.status in PUSHABLE:
+                    pending.append(doc)
+                    item_of[doc.id] = batch_items[doc.id]
+            if len(pending) >= VALIDATION_ROWS:  # GX costs ~0.1 s per call whatever the size
+                validate_pending()
+        if pending:
+            validate_pending()
     result.failing_share = len(failures) / len(due)
     if result.failing_share > settings.block_threshold:
         result.blocked = True
         return
     with session_scope(engine) as session:
-        for item in _items(session, list(failures)):
-            doc, reasons = failures[item.id]
-            _quarantine(session, item, stream, doc, reasons, result)
+        for batch in _batches(list(failures), 500):
+            for item in _items(session, batch):
+                doc, reasons = failures[item.id]
+                _quarantine(session, item, stream, doc, reasons, result)
 
 
 def _quarantine(
