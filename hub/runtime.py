@@ -55,6 +55,7 @@ def push_targets(project: Project) -> list[PushTarget]:
                         version=str(stream.mapping.version),
                     ),
                     batch_size=stream.batch_size,
+                    senders=stream.senders,
                     block_threshold=stream.validation.blocking_threshold,
                 ),
             )

@@ -11,6 +11,7 @@ deterministic number before sending anything: never a second bill.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from crm_core.db import session_scope
 from crm_core.documents import InvoiceDocument, load_documents
 from crm_core.models import DeliveryQueueItem, ExternalBinding, QuarantinedRecord
-from crm_core.types import SHANGHAI, now_utc
+from crm_core.types import SHANGHAI, TZDateTime, now_utc
 from hub.errors import (
     AuthError,
     DataValidationError,
@@ -76,6 +77,7 @@ class PushSettings:
     retry: RetryPattern = RetryPattern()
     batch_size: int = 200
     block_threshold: float = 0.2
+    senders: int = 1  # concurrent creates per batch (the ERP's round trips overlap; results kept in order)
 
 
 def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
@@ -138,11 +140,12 @@ def execute_push(
         with session_scope(engine) as session:
             ready = due_item_ids(session, sink.system, now_utc())
         done = 0
-        for batch in _batches(ready, settings.batch_size):
-            _push_batch(engine, batch, sink, settings, result)
-            done += len(batch)
-            if progress:
-                progress(done, len(ready))
+        with ThreadPoolExecutor(max_workers=settings.senders, thread_name_prefix="push-send") as senders:
+            for batch in _batches(ready, settings.batch_size):
+                _push_batch(engine, batch, sink, settings, result, senders)
+                done += len(batch)
+                if progress:
+                    progress(done, len(ready))
     return result
 
 
@@ -225,6 +228,19 @@ def _quarantine(
 
 
 _BINDINGS_TABLE = cast(sa.Table, ExternalBinding.__table__)
+_QUEUE = cast(sa.Table, DeliveryQueueItem.__table__)
+# Mark a batch's items done; a null digest keeps the item's last payload hash (nothing was sent).
+_DONE = (
+    sa.update(_QUEUE)
+    .where(_QUEUE.c.id == sa.bindparam("item_id"))
+    .values(state="done", payload_hash=sa.func.coalesce(sa.bindparam("digest"), _QUEUE.c.payload_hash))
+)
+_DONE_PG = sa.text(
+    "UPDATE delivery_queue AS q SET state = 'done', updated_at = :now, "
+    "payload_hash = COALESCE(d.digest, q.payload_hash) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:digests AS text[])) AS d(item_id, digest) "
+    "WHERE q.id = d.item_id"
+).bindparams(sa.bindparam("now", type_=TZDateTime()))
 
 
 @dataclass
@@ -268,18 +284,19 @@ class _BatchWrites:
         if self.bindings:  # Core, not the ORM's bulk insert: no per-row ORM bookkeeping
             session.connection().execute(sa.insert(_BINDINGS_TABLE), self.bindings)
         if self.done:
-            hashed = {item_id: digest for item_id, digest in self.done.items() if digest is not None}
-            payload = (
-                sa.case(hashed, value=DeliveryQueueItem.id, else_=DeliveryQueueItem.payload_hash)
-                if hashed
-                else DeliveryQueueItem.payload_hash
-            )
-            session.execute(
-                sa.update(DeliveryQueueItem)
-                .where(DeliveryQueueItem.id.in_(list(self.done)))
-                .values(state="done", payload_hash=payload, updated_at=now_utc())
-                .execution_options(synchronize_session=False)
-            )
+            rows = [{"item_id": i, "digest": digest} for i, digest in self.done.items()]
+            connection = session.connection()
+            if connection.dialect.name == "postgresql":  # one round trip for the batch
+                connection.execute(
+                    _DONE_PG,
+                    {
+                        "ids": [r["item_id"] for r in rows],
+                        "digests": [r["digest"] for r in rows],
+                        "now": now_utc(),
+                    },
+                )
+            else:  # SQLite: executemany of one cached statement is a loop in C
+                connection.execute(_DONE.values(updated_at=now_utc()), rows)
 
 
 def _orm_item(session: Session, item_id: int) -> DeliveryQueueItem:
@@ -300,10 +317,16 @@ class _Planned:
     lookup_first: bool
     prepared: Any = None  # the sink's encoded create request, built before the batch's first ERP call
     error: HubError | None = None  # a per-document failure while preparing, handled like one when sending
+    sent: Future[tuple[str, bool]] | None = None  # the create, when sent concurrently
 
 
 def _push_batch(
-    engine: sa.Engine, batch: list[int], sink: OutboundSink, settings: PushSettings, result: PushResult
+    engine: sa.Engine,
+    batch: list[int],
+    sink: OutboundSink,
+    settings: PushSettings,
+    result: PushResult,
+    senders: ThreadPoolExecutor,
 ) -> None:
     with session_scope(engine) as session:
         # Items a dead run left in flight, or that failed before, may already be in the ERP.
@@ -316,7 +339,6 @@ def _push_batch(
             )
         )
         mark_in_flight(session, batch)
-    stream = f"{sink.system}.invoiced_states"
     with session_scope(engine) as session:
         items = session.execute(
             sa.select(DeliveryQueueItem.id, DeliveryQueueItem.canonical_id)
@@ -327,27 +349,47 @@ def _push_batch(
         bindings = _bindings(session, sink.system, list(docs))
         writes = _BatchWrites()
         planned = _plan_batch(items, docs, bindings, was_in_flight, sink, settings, writes, result)
-        for plan in planned:
-            try:
-                if plan.error is not None:
-                    raise plan.error
-                _push_one(session, writes, plan, sink, settings, result)
-            except (AuthError, InfrastructureError):
-                raise  # the whole run is broken; in_flight items are looked up next time
-            except DataValidationError as exc:
-                reason = [{"rule": "mapping", "column": "", "reason": str(exc), "value": ""}]
-                _quarantine(session, _orm_item(session, plan.item_id), stream, plan.doc, reason, result)
-            except TransientError as exc:
-                item = _orm_item(session, plan.item_id)
-                if schedule_retry(item, exc, settings.retry, now_utc()):
-                    result.retry_scheduled += 1
-                else:
-                    dead_letter(session, item, exc, {"invoice": plan.doc.number})
-                    result.dead_lettered += 1
-            except PermanentError as exc:
-                dead_letter(session, _orm_item(session, plan.item_id), exc, {"invoice": plan.doc.number})
-                result.dead_lettered += 1
+        try:
+            if settings.senders > 1:  # plain creates go out at once; each result is taken in order below
+                for plan in planned:
+                    if plan.prepared is not None and plan.error is None:
+                        plan.sent = senders.submit(sink.create, plan.prepared)
+            _take_results(session, writes, planned, sink, settings, result)
+        finally:
+            # Never leave a create running when the batch ends (an error aborts the whole run).
+            wait([plan.sent for plan in planned if plan.sent is not None])
         writes.write(session)
+
+
+def _take_results(
+    session: Session,
+    writes: _BatchWrites,
+    planned: list[_Planned],
+    sink: OutboundSink,
+    settings: PushSettings,
+    result: PushResult,
+) -> None:
+    stream = f"{sink.system}.invoiced_states"
+    for plan in planned:
+        try:
+            if plan.error is not None:
+                raise plan.error
+            _push_one(session, writes, plan, sink, settings, result)
+        except (AuthError, InfrastructureError):
+            raise  # the whole run is broken; in_flight items are looked up next time
+        except DataValidationError as exc:
+            reason = [{"rule": "mapping", "column": "", "reason": str(exc), "value": ""}]
+            _quarantine(session, _orm_item(session, plan.item_id), stream, plan.doc, reason, result)
+        except TransientError as exc:
+            item = _orm_item(session, plan.item_id)
+            if schedule_retry(item, exc, settings.retry, now_utc()):
+                result.retry_scheduled += 1
+            else:
+                dead_letter(session, item, exc, {"invoice": plan.doc.number})
+                result.dead_lettered += 1
+        except PermanentError as exc:
+            dead_letter(session, _orm_item(session, plan.item_id), exc, {"invoice": plan.doc.number})
+            result.dead_lettered += 1
 
 
 def _plan_batch(
@@ -441,10 +483,13 @@ def _push_one(
         result.updated += 1
         result.pushed_amount += doc.total_gross
         return
-    if plan.prepared is None:
-        sink.ensure_customer(doc.customer_code, doc.customer_name)
-        plan.prepared = sink.prepare(bill)
-    external_id, _created = sink.create(plan.prepared)
+    if plan.sent is not None:
+        external_id, _created = plan.sent.result()
+    else:
+        if plan.prepared is None:
+            sink.ensure_customer(doc.customer_code, doc.customer_name)
+            plan.prepared = sink.prepare(bill)
+        external_id, _created = sink.create(plan.prepared)
     result.erp_writes += 1 + sink.complete(doc, bill, external_id)
     writes.bind(sink.system, doc, external_id, bill.bill_no, digest, version)
     writes.mark_done(item_id, digest)

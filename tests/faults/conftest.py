@@ -12,7 +12,7 @@ from connectors.kingdee.kis import KisClient, KisSettings
 from connectors.retry import RetryPolicy
 from crm_core.models import DeliveryQueueItem
 from hub.ledger import LedgerReport, check_ledger
-from hub.push.engine import run_push
+from hub.push.engine import PushSettings, run_push
 from tests.push.conftest import SETTINGS, World, world, world_factory  # noqa: F401 - fixtures
 
 UNSETTLED = {"pending", "retry", "in_flight"}
@@ -24,10 +24,10 @@ def states(world: World) -> Counter[str]:  # noqa: F811 - a helper, not the fixt
         return Counter(conn.execute(sa.select(DeliveryQueueItem.state)).scalars())
 
 
-def drain(w: World, runs: int = 8) -> None:
+def drain(w: World, runs: int = 8, settings: PushSettings = SETTINGS) -> None:
     """Run the push until nothing is left to try (retries are due at once in SETTINGS)."""
     for _ in range(runs):
-        run_push(w.engine, w.sink, SETTINGS)
+        run_push(w.engine, w.sink, settings)
         if not UNSETTLED & set(states(w)):
             return
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
@@ -38,6 +39,19 @@ def test_case01_5xx_storm_every_invoice_lands_once(world_factory, fresh_sqlite_u
 @pytest.mark.slow
 def test_case01_5xx_storm_10k(world_factory, fresh_pg_url) -> None:  # type: ignore[no-untyped-def]
     _storm(world_factory, fresh_pg_url, 10_000)
+
+
+def test_cases01_03_with_concurrent_senders_every_invoice_lands_once(world_factory, fresh_sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    """The production default sends 4 creates at once: 5xx and lost replies still land each bill once."""
+    world = world_factory(
+        fresh_sqlite_url, FaultConfig(seed=7, p_5xx=0.3, p_lost_reply=0.1, refuse_duplicate_bill_no=False)
+    )
+    world.make_invoices(300)
+    drain(world, settings=replace(SETTINGS, senders=4))
+    assert states(world) == Counter({"done": 300})
+    stats = world.admin.stats()
+    assert stats["5xx"] > 30 and stats["lost_replies"] > 5, stats
+    assert ledger_check(world).erp_bills == 300
 
 
 def test_case02_429_with_retry_after_is_obeyed_then_errcode_throttling_backs_off(

@@ -96,6 +96,13 @@ class InvoicedStatesStream(Strict):
     cursor: Cursor
     source_timezone: TimeZoneName = Field(SHANGHAI, description="Zone of the ERP's naive times.")
     batch_size: int = Field(50, ge=1, le=500)
+    senders: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="Creates in flight at once (KIS has no batch create; 2-10 client threads is the "
+        "community's guidance, ERP-APIS §3.9). 1 sends strictly one after another.",
+    )
 
     @field_validator("bill_number_pattern")
     @classmethod
