@@ -59,6 +59,7 @@ DEFAULT_SEED: dict[str, list[dict[str, Any]]] = {
         {"number": "1002", "name": "银行存款"},
         {"number": "1122", "name": "应收账款"},
         {"number": "2221.01", "name": "应交税费-应交增值税(销项税额)"},
+        {"number": "22210102", "name": "应交税费-应交增值税-销项税额"},  # the template default
         {"number": "6001", "name": "主营业务收入"},
     ],
     "inventory": [
