@@ -10,8 +10,9 @@ deterministic number before sending anything: never a second bill.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -317,7 +318,8 @@ class _Planned:
     lookup_first: bool
     prepared: Any = None  # the sink's encoded create request, built before the batch's first ERP call
     error: HubError | None = None  # a per-document failure while preparing, handled like one when sending
-    sent: Future[tuple[str, bool]] | None = None  # the create, when sent concurrently
+    created: tuple[str, bool] | None = None  # sent concurrently: (external id, created)
+    failure: HubError | None = None  # sent concurrently: the create failed
 
 
 def _push_batch(
@@ -349,16 +351,49 @@ def _push_batch(
         bindings = _bindings(session, sink.system, list(docs))
         writes = _BatchWrites()
         planned = _plan_batch(items, docs, bindings, was_in_flight, sink, settings, writes, result)
-        try:
-            if settings.senders > 1:  # plain creates go out at once; each result is taken in order below
-                for plan in planned:
-                    if plan.prepared is not None and plan.error is None:
-                        plan.sent = senders.submit(sink.create, plan.prepared)
-            _take_results(session, writes, planned, sink, settings, result)
-        finally:
-            # Never leave a create running when the batch ends (an error aborts the whole run).
-            wait([plan.sent for plan in planned if plan.sent is not None])
+        if settings.senders > 1:
+            _send_concurrently(planned, sink, settings.senders, senders)
+        _take_results(session, writes, planned, sink, settings, result)
         writes.write(session)
+
+
+def _send_concurrently(
+    planned: list[_Planned], sink: OutboundSink, senders: int, pool: ThreadPoolExecutor
+) -> None:
+    """Send the batch's plain creates on ``senders`` threads; outcomes are taken in order afterwards.
+
+    Each thread sends its share (every n-th create, so the ERP sees the batch roughly in order) one
+    after another: one hand-over per thread and batch, not per document, keeps the threads' own CPU
+    cost low (P11). A broken connection or credentials stop every thread before its next send.
+    """
+    creates = [plan for plan in planned if plan.prepared is not None and plan.error is None]
+    stop = threading.Event()
+    shares = [creates[i::senders] for i in range(senders)]
+    futures = [pool.submit(_send_share, share, sink, stop) for share in shares if share]
+    try:
+        for future in futures:
+            future.result()  # an unexpected error (a bug) surfaces here
+    finally:
+        wait(futures)  # never leave a send running when the batch ends
+    broken = next(
+        (p.failure for p in creates if isinstance(p.failure, (AuthError, InfrastructureError))), None
+    )
+    if broken is not None:
+        raise broken  # the whole run is broken; in_flight items are looked up next time
+
+
+def _send_share(share: list[_Planned], sink: OutboundSink, stop: threading.Event) -> None:
+    for plan in share:
+        if stop.is_set():
+            return
+        try:
+            plan.created = sink.create(plan.prepared)
+        except (AuthError, InfrastructureError) as exc:
+            plan.failure = exc
+            stop.set()
+            return
+        except HubError as exc:  # this document's failure, handled in order by the batch loop
+            plan.failure = exc
 
 
 def _take_results(
@@ -483,8 +518,10 @@ def _push_one(
         result.updated += 1
         result.pushed_amount += doc.total_gross
         return
-    if plan.sent is not None:
-        external_id, _created = plan.sent.result()
+    if plan.failure is not None:
+        raise plan.failure
+    if plan.created is not None:
+        external_id, _created = plan.created
     else:
         if plan.prepared is None:
             sink.ensure_customer(doc.customer_code, doc.customer_name)

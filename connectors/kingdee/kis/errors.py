@@ -376,11 +376,16 @@ def read_envelope(response: requests.Response, operation: str) -> tuple[Any, Fai
     :class:`~decimal.Decimal` so money never passes through float.
     """
     status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
     try:
-        body = json.loads(response.content.decode(response.encoding or "utf-8"), parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+        encoding = (response.encoding or "utf-8").lower()
+        content = response.content
+        text = content if encoding in ("utf-8", "utf8") else content.decode(encoding)
+        body = json.loads(text, parse_float=Decimal)  # json reads UTF-8 bytes as they are
+    except (ValueError, UnicodeDecodeError, LookupError):
         body = None
+    if status < 300 and isinstance(body, dict) and body.get("errcode") in (0, "0"):
+        return body.get("data"), None  # the usual reply: nothing else to read
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if not isinstance(body, dict) or "errcode" not in body:
         return None, Failure(
             operation, status=status, description=_snippet(response), retry_after=retry_after
