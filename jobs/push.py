@@ -19,7 +19,7 @@ from crm_core.db import hub_home
 from crm_core.types import SHANGHAI, now_utc
 from hub.push.engine import PushResult, execute_push, prepare_push, queue_summary
 from hub.push.lock import LockBusy
-from hub.push.queue import due_item_ids
+from hub.push.queue import due_summary
 from hub.reconcile import pushed_business_range, reconcile
 from hub.runtime import PushTarget, open_sink
 from jobs.resources import HubResource, latest_metadata
@@ -175,11 +175,11 @@ def push_definitions(target: PushTarget) -> dg.Definitions:
         from crm_core.db import session_scope
 
         with session_scope(hub.engine()) as session:
-            due = due_item_ids(session, name, now_utc())
+            due, highest = due_summary(session, name, now_utc())
         if not due:
             return dg.SensorResult(skip_reason="no retries due")
         # One run per distinct set of due items: the run key stops duplicate runs for the same backlog.
-        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"retry-{max(due)}-{len(due)}")])
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"retry-{highest}-{due}")])
 
     return dg.Definitions(
         assets=[push_validation, invoice_push, reconciliation],

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -37,16 +37,22 @@ from hub.push.lock import connection_lock
 from hub.push.queue import (
     RetryPattern,
     dead_letter,
+    due_count,
     due_item_ids,
+    due_pages,
     enqueue_from_outbox,
     mark_in_flight,
     schedule_retry,
 )
 from hub.push.sink import OutboundSink
 from hub.push.validation import validate_invoices
+from hub.secrets import redact
 from mappings.kis_outbound import OutboundMapping, payload_hash, to_outbound
 
 PUSHABLE = ("issued", "red_letter")
+# Documents in a row failing transiently (after the client's own retries) that mean the ERP is down:
+# the run stops instead of spending the documents' attempts (PERF-RELIABILITY case 24).
+OUTAGE_AFTER = 5
 VALIDATION_ROWS = 10_000  # documents per GX validation (bounded memory, few fixed GX costs)
 AUDITED_NEEDS_RED_LETTER = "already audited in the ERP: needs a red-letter document"
 
@@ -116,15 +122,16 @@ def prepare_push(
     """
     result = PushResult(system=sink.system)
     with connection_lock(engine, f"push:{sink.system}"):
+        now = now_utc()
         with session_scope(engine) as session:
             result.enqueued = enqueue_from_outbox(session, sink.system)
-            due = due_item_ids(session, sink.system, now_utc())
             if dry_run:  # classify, then roll back: the outbox and queue stay exactly as they were
-                _plan(session, due, sink, settings, result)
+                _plan(session, due_item_ids(session, sink.system, now), sink, settings, result)
                 session.rollback()
                 return result
+            due = due_count(session, sink.system, now)
         if due:  # nothing due: no ERP call at all
-            _validate(engine, due, sink, settings, sink.known_material_codes(), result)
+            _validate(engine, now, due, sink, settings, sink.known_material_codes(), result)
     return result
 
 
@@ -138,15 +145,17 @@ def execute_push(
 ) -> PushResult:
     """Send every due, validated invoice in batches (quarantined ones are no longer due)."""
     with connection_lock(engine, f"push:{sink.system}"):
+        now = now_utc()
         with session_scope(engine) as session:
-            ready = due_item_ids(session, sink.system, now_utc())
+            ready = due_count(session, sink.system, now)
         done = 0
         with ThreadPoolExecutor(max_workers=settings.senders, thread_name_prefix="push-send") as senders:
-            for batch in _batches(ready, settings.batch_size):
+            # Page by page in id (= outbox) order: memory stays flat however long the backlog.
+            for batch in due_pages(engine, sink.system, now, settings.batch_size):
                 _push_batch(engine, batch, sink, settings, result, senders)
                 done += len(batch)
                 if progress:
-                    progress(done, len(ready))
+                    progress(done, ready)
     return result
 
 
@@ -166,7 +175,8 @@ def _items(session: Session, item_ids: list[int]) -> list[DeliveryQueueItem]:
 
 def _validate(
     engine: sa.Engine,
-    due: list[int],
+    now: datetime,
+    due: int,
     sink: OutboundSink,
     settings: PushSettings,
     known: set[str],
@@ -186,8 +196,9 @@ def _validate(
         pending.clear()
         item_of.clear()
 
-    with session_scope(engine) as session:
-        for batch in _batches(due, 500):  # ids per IN list: some SQLite builds allow only 999 variables
+    # 500 ids per IN list: some SQLite builds allow only 999 variables.
+    for batch in due_pages(engine, sink.system, now, 500):
+        with session_scope(engine) as session:
             rows = session.execute(
                 sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.id).where(
                     DeliveryQueueItem.id.in_(batch)
@@ -200,9 +211,9 @@ def _validate(
                     item_of[doc.id] = batch_items[doc.id]
             if len(pending) >= VALIDATION_ROWS:  # GX costs ~0.1 s per call whatever the size
                 validate_pending()
-        if pending:
-            validate_pending()
-    result.failing_share = len(failures) / len(due)
+    if pending:
+        validate_pending()
+    result.failing_share = len(failures) / due
     if result.failing_share > settings.block_threshold:
         result.blocked = True
         return
@@ -319,6 +330,7 @@ class _Planned:
     prepared: Any = None  # the sink's encoded create request, built before the batch's first ERP call
     error: HubError | None = None  # a per-document failure while preparing, handled like one when sending
     created: tuple[str, bool] | None = None  # sent concurrently: (external id, created)
+    unsent: bool = False  # handed to the senders, who stopped before sending it
     failure: HubError | None = None  # sent concurrently: the create failed
 
 
@@ -353,8 +365,10 @@ def _push_batch(
         planned = _plan_batch(items, docs, bindings, was_in_flight, sink, settings, writes, result)
         if settings.senders > 1:
             _send_concurrently(planned, sink, settings.senders, senders)
-        _take_results(session, writes, planned, sink, settings, result)
+        outage = _take_results(session, writes, planned, sink, settings, result)
         writes.write(session)
+    if outage is not None:
+        raise outage  # after the commit: what landed is bound
 
 
 def _send_concurrently(
@@ -367,7 +381,9 @@ def _send_concurrently(
     cost low (P11). A broken connection or credentials stop every thread before its next send.
     """
     creates = [plan for plan in planned if plan.prepared is not None and plan.error is None]
-    stop = threading.Event()
+    for plan in creates:
+        plan.unsent = True
+    stop = _SendersStop()
     shares = [creates[i::senders] for i in range(senders)]
     futures = [pool.submit(_send_share, share, sink, stop) for share in shares if share]
     try:
@@ -382,18 +398,35 @@ def _send_concurrently(
         raise broken  # the whole run is broken; in_flight items are looked up next time
 
 
-def _send_share(share: list[_Planned], sink: OutboundSink, stop: threading.Event) -> None:
+class _SendersStop:
+    """Shared by a batch's senders: stop on a broken run, or when the ERP fails document after document."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._transient_streak = 0
+
+    def outcome(self, transient: bool) -> None:
+        with self._lock:
+            self._transient_streak = self._transient_streak + 1 if transient else 0
+            if self._transient_streak >= OUTAGE_AFTER:
+                self.event.set()
+
+
+def _send_share(share: list[_Planned], sink: OutboundSink, stop: _SendersStop) -> None:
     for plan in share:
-        if stop.is_set():
+        if stop.event.is_set():
             return
+        plan.unsent = False
         try:
             plan.created = sink.create(plan.prepared)
         except (AuthError, InfrastructureError) as exc:
             plan.failure = exc
-            stop.set()
+            stop.event.set()
             return
         except HubError as exc:  # this document's failure, handled in order by the batch loop
             plan.failure = exc
+        stop.outcome(transient=isinstance(plan.failure, TransientError))
 
 
 def _take_results(
@@ -403,28 +436,54 @@ def _take_results(
     sink: OutboundSink,
     settings: PushSettings,
     result: PushResult,
-) -> None:
+) -> InfrastructureError | None:
+    """Send (or take the concurrent outcome of) each plan in order and record what happened.
+
+    Returns an error when ``OUTAGE_AFTER`` documents in a row failed transiently: the ERP is down,
+    not the documents. Those and the rest of the batch stay in flight with no attempt counted (a
+    three-night outage must not dead-letter the backlog); the caller commits what landed, then fails
+    the run.
+    """
     stream = f"{sink.system}.invoiced_states"
-    for plan in planned:
-        try:
-            if plan.error is not None:
-                raise plan.error
-            _push_one(session, writes, plan, sink, settings, result)
-        except (AuthError, InfrastructureError):
-            raise  # the whole run is broken; in_flight items are looked up next time
-        except DataValidationError as exc:
-            reason = [{"rule": "mapping", "column": "", "reason": str(exc), "value": ""}]
-            _quarantine(session, _orm_item(session, plan.item_id), stream, plan.doc, reason, result)
-        except TransientError as exc:
+    streak: list[tuple[_Planned, TransientError]] = []
+
+    def settle_streak() -> None:  # the ERP answered after them: those failures were the documents' own
+        for plan, exc in streak:
             item = _orm_item(session, plan.item_id)
             if schedule_retry(item, exc, settings.retry, now_utc()):
                 result.retry_scheduled += 1
             else:
                 dead_letter(session, item, exc, {"invoice": plan.doc.number})
                 result.dead_lettered += 1
+        streak.clear()
+
+    for plan in planned:
+        if plan.unsent:
+            continue  # the senders stopped before it (ERP down): in flight, looked up next run
+        try:
+            if plan.error is not None:
+                raise plan.error
+            _push_one(session, writes, plan, sink, settings, result)
+        except (AuthError, InfrastructureError):
+            raise  # the whole run is broken; in_flight items are looked up next time
+        except TransientError as exc:
+            streak.append((plan, exc))
+            if len(streak) >= OUTAGE_AFTER:
+                return InfrastructureError(
+                    f"ERP connection {sink.system!r}: {len(streak)} documents in a row failed after "
+                    f"retries (last: {redact(str(exc))}); the ERP looks unavailable, so the run stops "
+                    "here without counting attempts. Unsent documents stay queued for the next run."
+                )
+            continue
+        except DataValidationError as exc:
+            reason = [{"rule": "mapping", "column": "", "reason": str(exc), "value": ""}]
+            _quarantine(session, _orm_item(session, plan.item_id), stream, plan.doc, reason, result)
         except PermanentError as exc:
             dead_letter(session, _orm_item(session, plan.item_id), exc, {"invoice": plan.doc.number})
             result.dead_lettered += 1
+        settle_streak()
+    settle_streak()
+    return None
 
 
 def _plan_batch(

@@ -8,13 +8,15 @@ Retry timing is data (``RetryPattern``), in the spirit of OCA queue_job's ``retr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from crm_core.db import session_scope
 from crm_core.models import DeadLetter, DeliveryQueueItem, OutboxEvent, QuarantinedRecord, SyncCursor
 from crm_core.types import now_utc
 from hub.secrets import redact, redact_mapping
@@ -67,48 +69,88 @@ def _visibility_horizon(session: Session) -> datetime:
     return min(oldest, now) if oldest is not None else now
 
 
+ENQUEUE_WINDOW = 20_000  # outbox ids per read: memory stays bounded whatever the backlog (case 24)
+_QUEUE = cast(sa.Table, DeliveryQueueItem.__table__)
+_BUMP = (  # a newer event for an item still being worked on
+    sa.update(_QUEUE)
+    .where(_QUEUE.c.id == sa.bindparam("item_id"))
+    .values(last_event_id=sa.bindparam("event_id"))
+)
+_REOPEN = (  # the document changed after its item settled: look at it again
+    sa.update(_QUEUE)
+    .where(_QUEUE.c.id == sa.bindparam("item_id"))
+    .values(last_event_id=sa.bindparam("event_id"), state="pending", attempts=0, next_attempt_at=None)
+)
+
+
 def enqueue_from_outbox(session: Session, system: str) -> int:
-    """Turn new invoice events into queue items (coalesced per invoice).
+    """Turn new invoice events into queue items (coalesced per invoice), in outbox order.
 
     Returns how many invoices became due (new, or changed again after they had settled).
 
-    Costs one indexed range read when nothing happened, whatever the size of the store (P6).
+    Costs one indexed range read when nothing happened, whatever the size of the store (P6). Events are
+    read in windows of ``ENQUEUE_WINDOW`` ids so a three-night backlog needs no more memory than a
+    night; queue item ids follow the events' order, and the push sends in item id order.
     """
     cursor = session.scalar(sa.select(SyncCursor).where(SyncCursor.name == cursor_name(system)))
     last_id = int(cursor.value) if cursor and cursor.value else 0
     horizon = _visibility_horizon(session)
-    condition = OutboxEvent.id > last_id
+    condition = sa.and_(OutboxEvent.topic.in_(INVOICE_TOPICS), OutboxEvent.id > last_id)
     if session.get_bind().dialect.name == "postgresql":
         since = cursor.value_time if cursor and cursor.value_time else horizon
-        condition = sa.or_(condition, OutboxEvent.created_at >= min(since, horizon) - PG_LOOKBACK)
-    rows = session.execute(
-        sa.select(OutboxEvent.entity_id, sa.func.max(OutboxEvent.id))
-        .where(OutboxEvent.topic.in_(INVOICE_TOPICS), condition)
-        .group_by(OutboxEvent.entity_id)
-    ).all()
-    if not rows:
+        condition = sa.and_(
+            OutboxEvent.topic.in_(INVOICE_TOPICS),
+            sa.or_(OutboxEvent.id > last_id, OutboxEvent.created_at >= min(since, horizon) - PG_LOOKBACK),
+        )
+    first, last = session.execute(
+        sa.select(sa.func.min(OutboxEvent.id), sa.func.max(OutboxEvent.id)).where(condition)
+    ).one()
+    if first is None:
         return 0
-    latest = {entity_id: event_id for entity_id, event_id in rows}
+    due = 0
+    for low in range(first - 1, last, ENQUEUE_WINDOW):
+        high = min(low + ENQUEUE_WINDOW, last)
+        due += _enqueue_window(session, system, condition, low, high)
+    if cursor is None:
+        session.add(SyncCursor(name=cursor_name(system), value=str(last), timezone="UTC", value_time=horizon))
+    elif last > last_id:
+        cursor.value, cursor.value_time = str(last), horizon
+    session.flush()
+    return due
+
+
+def _enqueue_window(session: Session, system: str, condition: Any, low: int, high: int) -> int:
+    """Enqueue the events with ids in ``(low, high]``; returns how many invoices became due."""
+    latest = {
+        entity_id: event_id
+        for entity_id, event_id in session.execute(
+            sa.select(OutboxEvent.entity_id, sa.func.max(OutboxEvent.id))
+            .where(condition, OutboxEvent.id > low, OutboxEvent.id <= high)
+            .group_by(OutboxEvent.entity_id)
+            .order_by(sa.func.max(OutboxEvent.id))
+        )
+    }
+    if not latest:
+        return 0
     ids = list(latest)
-    existing: dict[int, DeliveryQueueItem] = {}
+    existing: dict[int, tuple[int, int | None, str]] = {}  # canonical id -> (item id, last event, state)
     # In chunks: a first push of a large backlog names more ids than SQLite takes in one statement.
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        existing.update(
-            (item.canonical_id, item)
-            for item in session.scalars(
-                sa.select(DeliveryQueueItem).where(
-                    DeliveryQueueItem.system == system,
-                    DeliveryQueueItem.kind == "invoice",
-                    DeliveryQueueItem.canonical_id.in_(ids[start : start + LOOKUP_CHUNK]),
-                )
+        for item_id, canonical_id, last_event_id, state in session.execute(
+            sa.select(_QUEUE.c.id, _QUEUE.c.canonical_id, _QUEUE.c.last_event_id, _QUEUE.c.state).where(
+                _QUEUE.c.system == system,
+                _QUEUE.c.kind == "invoice",
+                _QUEUE.c.canonical_id.in_(ids[start : start + LOOKUP_CHUNK]),
             )
-        )
+        ):
+            existing[canonical_id] = (item_id, last_event_id, state)
     now = now_utc()
-    new_rows = []
-    reopened = 0
+    new_rows: list[dict[str, Any]] = []
+    bumped: list[dict[str, int]] = []
+    reopened: list[dict[str, int]] = []
     for entity_id, event_id in latest.items():
-        item = existing.get(entity_id)
-        if item is None:
+        found = existing.get(entity_id)
+        if found is None:
             new_rows.append(
                 {
                     "system": system,
@@ -121,41 +163,69 @@ def enqueue_from_outbox(session: Session, system: str) -> int:
                     "updated_at": now,
                 }
             )
-        elif (item.last_event_id or 0) < event_id:
-            item.last_event_id = event_id
-            if item.state not in ACTIVE_STATES:  # the document changed after it settled: look at it again
-                item.state, item.attempts, item.next_attempt_at = "pending", 0, None
-                reopened += 1
+        elif (found[1] or 0) < event_id:
+            target = bumped if found[2] in ACTIVE_STATES else reopened
+            target.append({"item_id": found[0], "event_id": event_id})
+    connection = session.connection()
     if new_rows:
-        session.execute(sa.insert(DeliveryQueueItem), new_rows)
-    max_id = max(latest.values())
-    if cursor is None:
-        session.add(
-            SyncCursor(name=cursor_name(system), value=str(max_id), timezone="UTC", value_time=horizon)
-        )
-    elif max_id > last_id:
-        cursor.value, cursor.value_time = str(max_id), horizon
-    session.flush()
-    return len(new_rows) + reopened
+        connection.execute(sa.insert(_QUEUE), new_rows)
+    if bumped:
+        connection.execute(_BUMP.values(updated_at=now), bumped)
+    if reopened:
+        connection.execute(_REOPEN.values(updated_at=now), reopened)
+    return len(new_rows) + len(reopened)
 
 
-def due_item_ids(session: Session, system: str, now: datetime) -> list[int]:
-    """Queue item ids to work on now, oldest first."""
-    return list(
-        session.scalars(
-            sa.select(DeliveryQueueItem.id)
-            .where(
-                DeliveryQueueItem.system == system,
-                # `kind || ''` keeps SQLite's planner (no statistics) off the unique (system, kind, ...)
-                # index, which scans every settled item, and on ix_delivery_queue_due: O(due), not O(queue)
-                # (P6; bench/nightly_push.py). PostgreSQL plans by statistics and is unaffected.
-                DeliveryQueueItem.kind.concat("") == "invoice",
-                DeliveryQueueItem.state.in_(ACTIVE_STATES),
-                sa.or_(DeliveryQueueItem.next_attempt_at.is_(None), DeliveryQueueItem.next_attempt_at <= now),
-            )
-            .order_by(DeliveryQueueItem.id)
-        )
+def _due(system: str, now: datetime) -> list[Any]:
+    return [
+        DeliveryQueueItem.system == system,
+        # `kind || ''` keeps SQLite's planner (no statistics) off the unique (system, kind, ...) index,
+        # which scans every settled item, and on ix_delivery_queue_due: O(due), not O(queue) (P6;
+        # bench/nightly_push.py). PostgreSQL plans by statistics and is unaffected.
+        DeliveryQueueItem.kind.concat("") == "invoice",
+        DeliveryQueueItem.state.in_(ACTIVE_STATES),
+        sa.or_(DeliveryQueueItem.next_attempt_at.is_(None), DeliveryQueueItem.next_attempt_at <= now),
+    ]
+
+
+def due_item_ids(
+    session: Session, system: str, now: datetime, *, after: int = 0, limit: int | None = None
+) -> list[int]:
+    """Queue item ids to work on now, oldest first; ``after``/``limit`` read them a page at a time."""
+    query = (
+        sa.select(DeliveryQueueItem.id)
+        .where(*_due(system, now), DeliveryQueueItem.id > after)
+        .order_by(DeliveryQueueItem.id)
+        .limit(limit)
     )
+    return list(session.scalars(query))
+
+
+def due_pages(engine: sa.Engine, system: str, now: datetime, size: int) -> Iterator[list[int]]:
+    """Due item ids in pages of ``size``, each read in its own short transaction (bounded memory)."""
+    after = 0
+    while True:
+        with session_scope(engine) as session:
+            page = due_item_ids(session, system, now, after=after, limit=size)
+        if not page:
+            return
+        yield page
+        after = page[-1]
+
+
+def due_summary(session: Session, system: str, now: datetime) -> tuple[int, int | None]:
+    """How many items :func:`due_item_ids` would return, and the highest of their ids."""
+    count, highest = session.execute(
+        sa.select(sa.func.count(DeliveryQueueItem.id), sa.func.max(DeliveryQueueItem.id)).where(
+            *_due(system, now)
+        )
+    ).one()
+    return int(count or 0), highest
+
+
+def due_count(session: Session, system: str, now: datetime) -> int:
+    """How many items :func:`due_item_ids` would return."""
+    return due_summary(session, system, now)[0]
 
 
 def mark_in_flight(session: Session, item_ids: Sequence[int]) -> None:

@@ -17,11 +17,12 @@ dead-lettered, nothing lost). Then the ERP is back and one run drains the backlo
 
 Hub CPU per pushed record (P11) is printed: the drain run's CPU minus the CPU inside ``requests``.
 
-Findings, kept as strict xfails (raising :class:`MemoryGrows` / :class:`OutOfOrder` only, so any other
-failure is a real one): the memory of a run grows with the backlog (``MEMORY_FINDING``); on PostgreSQL a
-night of tens of thousands of events is queued, and so sent, out of outbox order (``ORDER_FINDING``); an
-outage that begins after a run's first ERP read dead-letters the backlog after
-``RetryPattern.max_attempts`` nights (``test_case24_outage_starting_mid_run_dead_letters_nothing``).
+Findings of the first version of this test, now fixed in the engine and asserted here: the memory of a run
+grew with the backlog (the whole outbox read and every due id held at once; now windows and pages);
+on PostgreSQL a night of tens of thousands of events was queued, and so sent, out of outbox order (GROUP
+BY without ORDER BY); an outage that began after a run's first ERP read dead-lettered the backlog after
+``RetryPattern.max_attempts`` nights (now ``OUTAGE_AFTER`` documents failing in a row stop the run with no
+attempt counted: ``test_case24_outage_starting_mid_run_dead_letters_nothing``).
 
 Durations on the shared 2-core box (SQLite store for the quick one, PostgreSQL for the slow ones; the KIS
 sandbox in the test process, from its own SQLite file): quick 20-55 s (load-dependent); 2k + 20k ~3 min; 100k ~12 min;
@@ -58,7 +59,7 @@ from crm_core.customers import upsert_customer
 from crm_core.db import session_scope
 from crm_core.models import DeadLetter, DeliveryQueueItem, Invoice
 from crm_core.types import SHANGHAI, now_utc
-from hub.errors import TransientError
+from hub.errors import InfrastructureError, TransientError
 from hub.push.engine import run_push
 from hub.push.sink import KisOutboundSink
 from tests.faults.conftest import client_with, ledger_check, states
@@ -347,21 +348,8 @@ def _compare(small: Figures, large: Figures) -> None:
         )
 
 
-MEMORY_FINDING = (
-    "memory is O(backlog): hub/push/queue.py enqueue_from_outbox builds the whole run's events as rows, "
-    "a dict and a list of insert dicts (~2 KB heap, ~5 KB RSS per event) and due_item_ids materialises "
-    "every due id (~160 B/id, twice: prepare_push and execute_push)"
-)
-ORDER_FINDING = (
-    "hub/push/queue.py enqueue_from_outbox: GROUP BY entity_id without ORDER BY; on PostgreSQL a "
-    "HashAggregate returns the invoices in hash order, queue items get ids in that order and "
-    "execute_push sends by item id: not in outbox order within a night"
-)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.xfail(strict=True, raises=MemoryGrows, reason=MEMORY_FINDING)
 def test_case24_backlog_20k_memory_does_not_grow(world_factory, fresh_pg_url, another_pg_url) -> None:  # type: ignore[no-untyped-def]
     small = outage_then_drain(world_factory, fresh_pg_url, 667, timeout=600)  # 2k
     large = outage_then_drain(world_factory, another_pg_url, 6667, timeout=1800)  # 20k
@@ -373,13 +361,8 @@ def test_case24_backlog_20k_memory_does_not_grow(world_factory, fresh_pg_url, an
 @pytest.mark.parametrize(
     "total",
     [
-        pytest.param(100_000, marks=pytest.mark.xfail(strict=True, raises=OutOfOrder, reason=ORDER_FINDING)),
-        pytest.param(
-            1_000_000,
-            marks=pytest.mark.xfail(
-                strict=True, raises=(MemoryGrows, OutOfOrder), reason=MEMORY_FINDING + "; " + ORDER_FINDING
-            ),
-        ),
+        pytest.param(100_000),
+        pytest.param(1_000_000),
     ],
 )
 def test_case24_backlog_large(world_factory, fresh_pg_url, total: int) -> None:  # type: ignore[no-untyped-def]
@@ -425,13 +408,6 @@ class FlappingSink(KisOutboundSink):
         return codes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an outage that starts after a run's first ERP read counts one attempt per item per run "
-    "(hub/push/engine.py _push_batch: except TransientError -> hub/push/queue.py schedule_retry), and "
-    "after RetryPattern.max_attempts runs dead_letter(): the outage alone dead-letters the backlog; "
-    "no circuit breaker stops the run, every item pays the client's whole retry budget",
-)
 def test_case24_outage_starting_mid_run_dead_letters_nothing(world_factory, fresh_sqlite_url) -> None:  # type: ignore[no-untyped-def]
     world: World = world_factory(fresh_sqlite_url, FaultConfig(seed=24, refuse_duplicate_bill_no=False))
     Issuer(world).issue(10)
@@ -442,8 +418,10 @@ def test_case24_outage_starting_mid_run_dead_letters_nothing(world_factory, fres
         for night in range(1, SETTINGS.retry.max_attempts + 1):  # one run a night, the ERP down mid-run
             try:
                 result = run_push(world.engine, sink, SETTINGS)
-            except TransientError:
-                continue  # failing the run (not the items) is what an outage should do
+            except InfrastructureError as exc:  # failing the run (not the items) is what an outage should do
+                assert "looks unavailable" in str(exc)
+                assert _attempts(world) == 0, "an outage must not spend the documents' attempts"
+                continue
             assert result.dead_lettered == 0, (
                 f"night {night}: {result.dead_lettered} of 10 dead-lettered by the outage alone "
                 f"({result.retry_scheduled} rescheduled, {_attempts(world)} attempts counted)"
