@@ -13,7 +13,10 @@ Sections (each a function returning :class:`Result` rows; ``main`` runs them and
   counted: it pays the one-off Great Expectations import (~3 s) and has no previous snapshot to diff.
   The best of the next ``--repeat`` pulls counts, as in the long-lived hub process a production pull
   runs in; each of them diffs against the snapshot the previous pull loaded, in process (the first
-  pull after a restart diffs in SQL instead, ~1 s more at 1M rows).
+  pull after a restart diffs in SQL instead, ~1 s more at 1M rows). Each pull prints its wall time
+  per stage (download, parse, normalise, validate, COPY payload, COPY wait, finish, diff): on
+  PostgreSQL the file is loaded in blocks, each COPYed by a background thread while the next one is
+  parsed (``copy_wait`` is the part of the COPY not hidden behind parsing).
 
 Run: ``.venv/bin/python bench/inventory_promises.py [--section promises|sftp_load] [--repeat 3]``.
 The last line is the verdict with each figure and its goal; the exit code is 1 when a goal is missed.
@@ -360,6 +363,26 @@ def _raw_copy_seconds(engine: sa.Engine, path: Path) -> float:
     return seconds
 
 
+_STAGES = ("download", "parse", "normalise", "validate", "payload", "copy_wait", "finish", "diff", "load")
+
+
+def _stage_line(stages: dict[str, float] | object, total: float) -> str:
+    """Wall seconds per stage of one pull on the pulling thread; with ``other`` (connect, listing,
+    registry look-ups, archive) they add up to the total. When the file is read while it downloads,
+    waiting for its bytes counts as ``parse`` and the download thread's time is shown apart;
+    ``copy_wait`` is the COPY time not hidden behind parsing, the COPY thread's time is shown apart."""
+    got = dict(stages) if isinstance(stages, dict) else {}
+    parts = [f"{name} {got[name]:.2f}" for name in _STAGES if name in got]
+    other = total - sum(got.get(name, 0.0) for name in _STAGES)
+    overlapped = [
+        f"{label} {got[name]:.2f}"
+        for name, label in (("download_overlapped", "download"), ("copy_busy", "COPY"))
+        if name in got
+    ]
+    busy = f"; threads busy: {', '.join(overlapped)} (overlapped with the stages)" if overlapped else ""
+    return f"stages (s): {' + '.join(parts)} + other {other:.2f} = total {total:.2f}{busy}"
+
+
 def section_sftp_load(repeat: int) -> list[Result]:
     """End-to-end SFTP pull + parse + validate + COPY load of a 1M-row CSV, as a ratio to raw COPY."""
     import shutil
@@ -411,6 +434,7 @@ def section_sftp_load(repeat: int) -> list[Result]:
                     f"(of which validate + load + diff {outcome.seconds:.2f} s"
                     f"{'; diffed ' + str(outcome.diff.changed_count) + ' changed' if outcome.diff else ''})"
                 )
+                print(f"sftp_load: {label}: {_stage_line(outcome.stages, seconds)}")
                 if run:
                     best = min(best, seconds)
                 with engine.begin() as conn:  # keep the table at one snapshot, so every run starts alike

@@ -22,8 +22,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +44,16 @@ from connectors.filedrop.errors import (
 )
 from connectors.filedrop.settings import CsvDialect
 
-__all__ = ["SOURCE_LINE", "CsvReadResult", "RowProblem", "read_csv_bytes", "read_csv_file"]
+__all__ = [
+    "SOURCE_LINE",
+    "CsvBlockReader",
+    "CsvReadResult",
+    "GrowingBytes",
+    "StreamAbandoned",
+    "RowProblem",
+    "read_csv_bytes",
+    "read_csv_file",
+]
 
 SOURCE_LINE = "_source_line"
 """Column of the returned frame holding each accepted row's 1-based physical line in the file."""
@@ -119,18 +129,49 @@ def read_csv_bytes(
     utf8, trailer_rows = _prepare(data, dialect, name)
     header, header_end = _read_header(utf8, dialect)
     _check_header(header, dialect, name)
+    result = _parse_body(utf8, header, header_end, dialect, name)
+    _check_row_count(result.rows_read, expected_rows, trailer_rows, name)
+    return result
+
+
+def _check_row_count(rows_read: int, expected_rows: int | None, trailer_rows: int | None, name: str) -> None:
+    """Refuse the file when the manifest or the trailer promises another number of data rows."""
+    for expected, source in ((expected_rows, "manifest"), (trailer_rows, "trailer")):
+        if expected is not None and rows_read != expected:
+            cls = TruncatedFileError if rows_read < expected else FileRejectedError
+            raise cls(
+                f"{name}: the {source} promises {expected} data rows but the file holds {rows_read}; "
+                f"{'the file is incomplete' if rows_read < expected else 'the file does not match it'}. "
+                "Refused whole; the previous snapshot stays in force.",
+                path=name,
+            )
+
+
+def _parse_body(
+    utf8: bytes, header: list[str], header_end: int, dialect: CsvDialect, name: str, line_offset: int = 0
+) -> CsvReadResult:
+    """Tokenise, number and convert the data lines of ``utf8`` (a header line, then data lines).
+
+    ``line_offset`` is added to every line number (a block of a file: physical lines before it - 1).
+    """
     ncols = len(header)
     has_quotes = dialect.quotechar.encode("ascii") in utf8
     columns = _tokenise_arrow(utf8, header_end, dialect, ncols, has_quotes)
     skipped: list[tuple[int, int]] = []
+    rectangular = columns is not None
     if columns is None:  # not rectangular (or bad bytes): the tolerant tokenizer reports the bad rows
         if _is_utf8(dialect.encoding):
-            _decode(utf8, "utf-8", name)
+            _decode(utf8, "utf-8", name, line_offset)
         columns, skipped = _tokenise_pandas(utf8, dialect, ncols, name)
     blank = _blank_mask(columns)
+    # After the tolerant tokenizer rows may be short (padded silently) even when none was too long.
     lines, long_rows, short = _line_numbers(
-        utf8, columns, blank, skipped, dialect, header_end, has_quotes, rectangular=not skipped
+        utf8, columns, blank, skipped, dialect, header_end, has_quotes, rectangular=rectangular
     )
+    if line_offset:
+        lines = lines + line_offset
+        long_rows = [(line + line_offset, saw) for line, saw in long_rows]
+        short = [(line + line_offset, saw) for line, saw in short]
 
     problems = [
         RowProblem(
@@ -150,20 +191,270 @@ def read_csv_bytes(
 
     frame, bad_rows = _convert(columns, header, lines, dialect, name, problems)
     rows_read = len(lines) + len(long_rows) + len(short)
-    for expected, source in ((expected_rows, "manifest"), (trailer_rows, "trailer")):
-        if expected is not None and rows_read != expected:
-            cls = TruncatedFileError if rows_read < expected else FileRejectedError
-            raise cls(
-                f"{name}: the {source} promises {expected} data rows but the file holds {rows_read}; "
-                f"{'the file is incomplete' if rows_read < expected else 'the file does not match it'}. "
-                "Refused whole; the previous snapshot stays in force.",
-                path=name,
-            )
     if bad_rows.any():
         frame = frame.loc[~bad_rows].reset_index(drop=True)
     rejected = tuple(sorted({p.line for p in problems}))
     problems.sort(key=lambda p: (p.line, p.column or ""))
     return CsvReadResult(frame, problems, rows_read, blank_count, rejected)
+
+
+# ---------------------------------------------------------------------------------------------- blocks
+
+
+class StreamAbandoned(Exception):
+    """The bytes of a :class:`GrowingBytes` will not be whole: the download failed or started over."""
+
+
+class GrowingBytes:
+    """A file's bytes while they arrive (a download in progress), for a :class:`CsvBlockReader` on
+    another thread. It is a :class:`~connectors.filedrop.sftp.DownloadSink`: ``restart`` / ``write``
+    come from the downloading thread, which calls :meth:`close` when the download returned (``ok``:
+    the file is whole and verified) or failed.
+
+    A second ``restart`` (a retry after a disconnect) abandons the stream: readers get
+    :class:`StreamAbandoned`, as after a failed download. The reader never sees bytes of two attempts.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._cond = threading.Condition()
+        self._attempts = 0
+        self._state = "open"  # open | done | abandoned
+
+    # -- writer side
+    def restart(self) -> None:
+        with self._cond:
+            self._attempts += 1
+            if self._attempts > 1 or self._buffer:
+                self._state = "abandoned"
+            self._cond.notify_all()
+
+    def write(self, chunk: bytes) -> None:
+        with self._cond:
+            if self._state == "open":
+                self._buffer += chunk
+                self._cond.notify_all()
+
+    def close(self, *, ok: bool) -> None:
+        with self._cond:
+            if self._state == "open":
+                self._state = "done" if ok else "abandoned"
+            self._cond.notify_all()
+
+    # -- reader side
+    def wait_for(self, size: int) -> tuple[int, bool]:
+        """Wait until ``size`` bytes arrived or the download ended; returns (bytes so far, ended whole)."""
+        with self._cond:
+            while len(self._buffer) < size and self._state == "open":
+                self._cond.wait()
+            if self._state == "abandoned":
+                raise StreamAbandoned("the download failed or started over")
+            return len(self._buffer), self._state == "done"
+
+    def find(self, sub: bytes, start: int, end: int) -> int:
+        with self._cond:
+            return self._buffer.find(sub, start, end)
+
+    def count(self, sub: bytes, start: int, end: int) -> int:
+        with self._cond:
+            return self._buffer.count(sub, start, end)
+
+    def slice(self, start: int, end: int) -> bytes:
+        with self._cond:
+            return bytes(self._buffer[start:end])
+
+
+class CsvBlockReader:
+    """Read a file in blocks of about ``block_bytes``, each one a :class:`CsvReadResult` of its own.
+
+    For a pipeline that loads a block while the next one is parsed. The file-level checks that need no
+    parsing (empty file, missing final newline, header against the template, trailer line) run when the
+    reader is made, before any block is handed out; a block that cannot be decoded raises while the
+    blocks are read; the row count promised by the manifest or the trailer is checked by
+    :meth:`finish` once every block was read. A caller must therefore treat everything it did with the
+    blocks as provisional until :meth:`finish` returned (load them in one transaction and roll it back
+    on any of these errors).
+
+    Blocks end on a record boundary (a newline outside quotes); line numbers and problems are those of
+    the whole file, exactly as :func:`read_csv_bytes` reports them, and ``rows_read`` summed over the
+    blocks equals its ``rows_read``. A file whose quote character could be part of a multi-byte
+    character of its encoding is read as one block.
+    """
+
+    def __init__(
+        self, data: bytes | GrowingBytes, dialect: CsvDialect, *, name: str, block_bytes: int = 8 << 20
+    ) -> None:
+        self.dialect, self.name = dialect, name
+        self.rows_read = 0
+        self.blank_lines = 0
+        self.trailer_rows: int | None = None
+        self._line_base = 1  # physical lines before the next block (the header's)
+        quote = dialect.quotechar.encode("ascii")
+        # In UTF-8 no byte of a multi-byte character is ASCII; in GBK/GB18030/Big5 the second byte of a
+        # character can be 0x40 or above (never a newline, '"' or "'").
+        self._quote = quote if _is_utf8(dialect.encoding) or quote[0] < 0x30 else None
+        self._block_bytes = max(1, block_bytes) if self._quote is not None else 1 << 62
+        self._stream: GrowingBytes | None = None
+        if isinstance(data, GrowingBytes):
+            if dialect.trailer_regex:
+                raise ValueError("a file with a trailer line is read whole, not while it downloads")
+            self._stream = data
+        else:
+            self._check_file(data)
+
+    def _check_file(self, data: bytes) -> None:
+        dialect, name = self.dialect, self.name
+        if not data[:65536].strip():
+            raise TruncatedFileError(
+                f"{name}: the file is empty (not even a header line); refused.", path=name
+            )
+        if dialect.require_final_newline and not data.endswith(b"\n"):
+            _prepare(data, dialect, name)  # raises TruncatedFileError naming the cut-off line
+        first = data.find(b"\n")
+        header_end = len(data) if first < 0 else first + 1
+        end = len(data)
+        if dialect.trailer_regex:
+            body = data.rstrip(b"\r\n")
+            cut = body.rfind(b"\n") + 1
+            line_no = data.count(b"\n", 0, cut) + 1
+            raw_last = body[cut:]
+            if cut == 0 and _is_utf8(dialect.encoding):
+                raw_last = raw_last.removeprefix(b"\xef\xbb\xbf")
+            last = _decode(raw_last, dialect.encoding, name, line_no - 1).removeprefix("\ufeff").strip()
+            match = re.fullmatch(dialect.trailer_regex, last)
+            if match is None:
+                raise TruncatedFileError(
+                    f"{name}: the last line {last[:_PREVIEW]!r} is not the trailer the template expects "
+                    f"({dialect.trailer_regex!r}); the file is probably cut off. Refused whole.",
+                    path=name,
+                )
+            if match.groupdict().get("rows") is not None:
+                self.trailer_rows = int(match.group("rows"))
+            if cut == 0:
+                raise TruncatedFileError(f"{name}: only a trailer line, no header; refused.", path=name)
+            end = cut
+        self._set_header(data[:header_end])
+        self._data = data
+        self._start = min(header_end, end)
+        self._end = end
+
+    def _set_header(self, raw_header: bytes) -> None:
+        dialect, name = self.dialect, self.name
+        if _is_utf8(dialect.encoding):
+            raw_header = raw_header.removeprefix(b"\xef\xbb\xbf")
+            _decode(raw_header, "utf-8", name)
+            header_utf8 = raw_header
+        else:
+            header_utf8 = _decode(raw_header, dialect.encoding, name).removeprefix("\ufeff").encode("utf-8")
+        if not header_utf8.endswith(b"\n"):
+            header_utf8 += b"\n"
+        self.header, _ = _read_header(header_utf8, dialect)
+        _check_header(self.header, dialect, name)
+        self._header_utf8 = header_utf8
+
+    def __iter__(self) -> Iterator[CsvReadResult]:
+        if self._stream is not None:
+            yield from self._iter_stream(self._stream)
+            return
+        data, start, end = self._data, self._start, self._end
+        while start < end:
+            stop = self._block_end(start, end)
+            yield self._block(data[start:stop])
+            start = stop
+
+    def _block(self, raw: bytes) -> CsvReadResult:
+        """Parse the raw bytes of whole records that follow the lines read so far."""
+        if _is_utf8(self.dialect.encoding):
+            text = raw
+        else:
+            text = _decode(raw, self.dialect.encoding, self.name, self._line_base).encode("utf-8")
+        if not text.endswith(b"\n"):
+            text += b"\n"
+        block = _parse_body(
+            self._header_utf8 + text,
+            self.header,
+            len(self._header_utf8),
+            self.dialect,
+            self.name,
+            line_offset=self._line_base - 1,
+        )
+        self.rows_read += block.rows_read
+        self.blank_lines += block.blank_lines
+        self._line_base += raw.count(b"\n")
+        return block
+
+    def _iter_stream(self, stream: GrowingBytes) -> Iterator[CsvReadResult]:
+        """Blocks as the bytes arrive; the end of the file is read once the download ended whole."""
+        length, done = stream.wait_for(1)
+        while not done and stream.find(b"\n", 0, length) < 0:
+            length, done = stream.wait_for(length + 1)
+        if done:  # the whole file arrived before its first line ended: read it as a file
+            self._check_file(stream.slice(0, length))
+            self._stream = None
+            yield from self
+            return
+        header_end = stream.find(b"\n", 0, length) + 1
+        self._set_header(stream.slice(0, header_end))
+        start = header_end
+        need = start + self._block_bytes + 1
+        while True:
+            length, done = stream.wait_for(need)
+            if done:
+                break
+            stop = self._block_end_in(stream, start, length)
+            if stop < 0:  # no record boundary in what arrived yet
+                need = length + 1
+                continue
+            yield self._block(stream.slice(start, stop))
+            start = stop
+            need = start + self._block_bytes + 1
+        data = stream.slice(0, length)  # whole and verified: the checks on the file's end apply
+        self._check_file(data)
+        self._data, self._start, self._end = data, max(start, self._start), self._end
+        yield from self._iter_rest(start)
+
+    def _iter_rest(self, start: int) -> Iterator[CsvReadResult]:
+        data, end = self._data, self._end
+        while start < end:
+            stop = self._block_end(start, end)
+            yield self._block(data[start:stop])
+            start = stop
+
+    def _block_end_in(self, stream: GrowingBytes, start: int, length: int) -> int:
+        """Like :meth:`_block_end` on the bytes arrived so far; -1 when no boundary is known yet."""
+        quote = self._quote
+        if quote is None:
+            return -1
+        newline = stream.find(b"\n", start + self._block_bytes, length)
+        if newline < 0:
+            return -1
+        quotes = stream.count(quote, start, newline)
+        while quotes % 2:
+            following = stream.find(b"\n", newline + 1, length)
+            if following < 0:
+                return -1
+            quotes += stream.count(quote, newline, following)
+            newline = following
+        return newline + 1
+
+    def _block_end(self, start: int, end: int) -> int:
+        """End of the block starting at ``start``: after a newline outside quotes, or ``end``."""
+        if self._quote is None or end - start <= self._block_bytes:
+            return end
+        data, quote = self._data, self._quote
+        newline = data.find(b"\n", start + self._block_bytes, end)
+        quotes = data.count(quote, start, newline) if newline >= 0 else 0
+        while newline >= 0 and quotes % 2:  # inside a quoted value: the record goes on
+            following = data.find(b"\n", newline + 1, end)
+            if following < 0:
+                return end
+            quotes += data.count(quote, newline, following)
+            newline = following
+        return end if newline < 0 else newline + 1
+
+    def finish(self, expected_rows: int | None = None) -> None:
+        """Once every block was read: refuse the file if the manifest or trailer promised other counts."""
+        _check_row_count(self.rows_read, expected_rows, self.trailer_rows, self.name)
 
 
 # ---------------------------------------------------------------------------------------------- file level
@@ -217,12 +508,12 @@ def _prepare(data: bytes, dialect: CsvDialect, name: str) -> tuple[bytes, int | 
     return utf8, trailer_rows
 
 
-def _decode(data: bytes, encoding: str, name: str) -> str:
-    """Strict decode; an invalid byte refuses the file and names its line."""
+def _decode(data: bytes, encoding: str, name: str, line_offset: int = 0) -> str:
+    """Strict decode; an invalid byte refuses the file and names its line (``line_offset`` lines before)."""
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line_no = data.count(b"\n", 0, exc.start) + 1
+        line_no = data.count(b"\n", 0, exc.start) + 1 + line_offset
         raise FileEncodingError(
             f"{name}: line {line_no} holds bytes that are not valid {encoding} ({exc.reason} at byte "
             f"{exc.start}). Check the template's encoding (GBK/GB18030 for most Chinese ERPs) or ask for a "
@@ -304,11 +595,15 @@ def _tokenise_pandas(
     utf8: bytes, dialect: CsvDialect, ncols: int, name: str
 ) -> tuple[list[pa.ChunkedArray], list[tuple[int, int]]]:
     """Tolerant path: pandas' C parser skips over-long rows and tells which (record number, width)."""
+    # pandas takes a first data row one field too long for an index column and shifts every row; an
+    # empty row of exactly ncols fields put first (and dropped below) keeps it from guessing.
+    header_end = utf8.find(b"\n") + 1
+    buffer = utf8[:header_end] + dialect.delimiter.encode("ascii") * (ncols - 1) + b"\n" + utf8[header_end:]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
             raw = pd.read_csv(
-                io.BytesIO(utf8),
+                io.BytesIO(buffer),
                 sep=dialect.delimiter,
                 quotechar=dialect.quotechar,
                 header=None,
@@ -327,8 +622,9 @@ def _tokenise_pandas(
     skipped: list[tuple[int, int]] = []
     for warning in caught:
         for match in _BAD_LINE.finditer(str(warning.message)):
-            skipped.append((int(match.group(1)), int(match.group(3))))
+            skipped.append((int(match.group(1)) - 1, int(match.group(3))))
     skipped.sort()
+    raw = raw.iloc[1:]
     return [_as_chunked(raw[i].to_numpy(dtype=object)) for i in range(ncols)], skipped
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
@@ -125,6 +125,16 @@ class DownloadedFile:
     local_path: Path
     expected_rows: int | None
     remote: RemoteFile
+
+
+class DownloadSink(Protocol):
+    """Sees a download's bytes as they arrive (see :meth:`SftpDropClient.download`)."""
+
+    def restart(self) -> None:
+        """A (new) attempt starts from byte 0: forget what was written before."""
+
+    def write(self, chunk: bytes) -> None:
+        """The next bytes of the file."""
 
 
 class _GiveUp(Exception):
@@ -557,8 +567,14 @@ class SftpDropClient:
 
     # ------------------------------------------------------------------ download
 
-    def download(self, remote: RemoteFile) -> DownloadedFile:
+    def download(self, remote: RemoteFile, sink: DownloadSink | None = None) -> DownloadedFile:
         """Download ``remote`` to ``local_dir/<path>`` and return its identity with the sha256.
+
+        ``sink`` (optional) sees the bytes as they arrive, to start reading them before the download
+        ends: ``restart()`` at the start of every attempt (a retry starts from byte 0 again), then
+        ``write(chunk)`` for each chunk in order. What it saw is provisional: only a normal return of
+        this method says the bytes are the whole, verified file (size, manifest sha256, unchanged
+        during the download); on an exception the sink's bytes must be thrown away.
 
         Raises:
             UnsafePathError: the path would leave the root or the download directory (before any I/O).
@@ -578,13 +594,20 @@ class SftpDropClient:
         # Re-check after mkdir: a symlinked component created meanwhile must not redirect the write.
         target = local_target(self.settings.local_dir, rel)
         return self._with_retry(
-            f"downloading {rel}", lambda sftp: self._download_once(sftp, remote, remote_path, target)
+            f"downloading {rel}", lambda sftp: self._download_once(sftp, remote, remote_path, target, sink)
         )
 
     def _download_once(
-        self, sftp: paramiko.SFTPClient, remote: RemoteFile, remote_path: str, target: Path
+        self,
+        sftp: paramiko.SFTPClient,
+        remote: RemoteFile,
+        remote_path: str,
+        target: Path,
+        sink: DownloadSink | None = None,
     ) -> DownloadedFile:
         settings = self.settings
+        if sink is not None:
+            sink.restart()
         attrs = sftp.lstat(remote_path)
         if not stat.S_ISREG(attrs.st_mode or 0):
             raise UnsafePathError(f"{settings.where}: {remote.path} is no longer a regular file; refused.")
@@ -608,6 +631,8 @@ class SftpDropClient:
                                 break
                             out.write(chunk)
                             digest.update(chunk)
+                            if sink is not None:
+                                sink.write(chunk)
                             received += len(chunk)
                             dog.progress()
                 except (OSError, EOFError, paramiko.SSHException) as exc:

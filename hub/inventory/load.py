@@ -22,6 +22,7 @@ import io
 import time
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -29,6 +30,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
@@ -218,6 +220,124 @@ def copy_positions(
     finally:
         cursor.close()
     return len(frame)
+
+
+def _block_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
+    """One block of positions as CSV for COPY, in (material, warehouse) byte order within the block."""
+    n = len(frame)
+    table = pa.table(
+        {
+            "snapshot_id": pa.array(np.full(n, snapshot_id, dtype=np.int64)),
+            "material_code": pa.array(frame[c.MATERIAL], type=pa.string()),
+            "warehouse_code": pa.array(frame[c.WAREHOUSE], type=pa.string()),
+            "lot": pa.array(frame[c.LOT].fillna(""), type=pa.string()),
+            "on_hand": pa.array(c.quantities(frame[c.ON_HAND])),
+            "reserved": pa.array(c.quantities(frame[c.RESERVED])),
+        }
+    )
+    # Arrow sorts strings by their bytes: the key columns' COLLATE "C" order (see _copy_payload).
+    order = pc.sort_indices(
+        table, sort_keys=[("material_code", "ascending"), ("warehouse_code", "ascending")]
+    )
+    sink = io.BytesIO()
+    pacsv.write_csv(table.take(order), sink, write_options=pacsv.WriteOptions(include_header=False))
+    return sink.getvalue()
+
+
+class BlockCopier:
+    """COPY blocks of positions on a background thread while the caller prepares the next block.
+
+    PostgreSQL only. Every block goes in under its own savepoint, on the caller's connection and inside
+    its transaction: a block whose key repeats one copied before (a duplicate across blocks, which the
+    caller finds only once every block was read) fails alone with a unique violation, is rolled back to
+    its savepoint and reported as not copied (:meth:`drain`); the caller loads its rows later. Any other
+    error is raised by :meth:`drain` (or the next :meth:`submit`); the caller then rolls the whole
+    transaction back. The caller must not use the connection between :meth:`submit` and :meth:`drain`
+    (or :meth:`close`): the worker owns it meanwhile.
+    """
+
+    def __init__(self, conn: sa.Connection, snapshot_id: int) -> None:
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:  # pragma: no cover - a live Connection always has one
+            raise RuntimeError("the SQLAlchemy connection has no DBAPI connection")
+        self.snapshot_id = snapshot_id
+        self.rows_copied = 0  # as PostgreSQL counted them (cursor.rowcount of each COPY)
+        self.busy_seconds = 0.0  # time the worker spent copying (overlapped with the caller's work)
+        self.payload_seconds = 0.0  # time submit() spent building payloads (on the caller's thread)
+        self._cursor = dbapi.cursor()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inventory-copy")
+        self._futures: list[Future[bool]] = []
+
+    def submit(self, frame: pd.DataFrame) -> None:
+        """Queue a validated block (rows that pass every per-row check) for COPY."""
+        for done in self._futures:  # surface a failed block early instead of parsing on for nothing
+            if done.done() and done.exception() is not None:
+                raise cast(BaseException, done.exception())
+        started = time.perf_counter()
+        payload = _block_payload(self.snapshot_id, frame) if len(frame) else b""
+        self.payload_seconds += time.perf_counter() - started
+        self._futures.append(self._pool.submit(self._copy, len(self._futures), payload))
+
+    def _copy(self, number: int, payload: bytes) -> bool:
+        if not payload:
+            return True
+        import psycopg2.errors
+
+        started = time.perf_counter()
+        cursor = self._cursor
+        savepoint = f"inventory_block_{number}"
+        cursor.execute(f"SAVEPOINT {savepoint}")
+        try:
+            cursor.copy_expert(_COPY_SQL, io.BytesIO(payload), size=_COPY_CHUNK)
+        except psycopg2.errors.UniqueViolation:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            return False
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+        self.rows_copied += max(cursor.rowcount, 0)
+        cursor.execute(f"RELEASE SAVEPOINT {savepoint}")
+        return True
+
+    def drain(self) -> list[bool]:
+        """Wait for every queued block; per block, True when it was copied (False: duplicate key)."""
+        return [future.result() for future in self._futures]
+
+    def copy_now(self, frame: pd.DataFrame) -> int:
+        """COPY rows on the caller's thread (after :meth:`drain`); returns the rows PostgreSQL took."""
+        if not len(frame):
+            return 0
+        self._cursor.copy_expert(
+            _COPY_SQL, io.BytesIO(_block_payload(self.snapshot_id, frame)), size=_COPY_CHUNK
+        )
+        return max(self._cursor.rowcount, 0)
+
+    def delete_keys(self, frame: pd.DataFrame) -> int:
+        """Delete this snapshot's positions with the keys of ``frame``'s rows (after :meth:`drain`)."""
+        if not len(frame):
+            return 0
+        self._cursor.execute(
+            "DELETE FROM inventory_positions p USING (SELECT unnest(%s::text[]) AS m, "
+            "unnest(%s::text[]) AS w, unnest(%s::text[]) AS l) d "
+            "WHERE p.snapshot_id = %s AND p.material_code = d.m AND p.warehouse_code = d.w AND p.lot = d.l",
+            (
+                frame[c.MATERIAL].tolist(),
+                frame[c.WAREHOUSE].tolist(),
+                frame[c.LOT].fillna("").tolist(),
+                self.snapshot_id,
+            ),
+        )
+        return max(self._cursor.rowcount, 0)
+
+    def analyze(self) -> None:
+        """Fresh statistics after the load (see :func:`copy_positions`)."""
+        self._cursor.execute(f"SET LOCAL default_statistics_target = {_ANALYZE_TARGET}")
+        self._cursor.execute("ANALYZE inventory_positions")
+        self._cursor.execute("RESET default_statistics_target")
+
+    def close(self) -> None:
+        """Stop the worker: queued blocks are dropped, a running COPY is waited for."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._cursor.close()
 
 
 def activate_snapshot(conn: sa.Connection, *, source: str, snapshot_id: int, row_count: int) -> int | None:

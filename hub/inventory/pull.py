@@ -14,32 +14,52 @@ becomes a snapshot (a failure half-way raises, and nothing is loaded).
 A file still being written is left alone (it is not listed as complete, or it changed during the
 download). The registry row is written in the same transaction as the snapshot, so a crash between the
 load and the move only means the next pull finds the file, sees it in the registry and archives it.
+
+**Pipelined on PostgreSQL** (the same steps, overlapped): the file is read in blocks while it downloads
+(the download itself unchanged: temporary name, sha256, atomic rename), and each block is COPYed by a
+background thread while the next one is parsed and checked, all in one transaction
+(:func:`hub.inventory.snapshot.ingest_snapshot_stream`). Nothing commits before the download returned
+and the whole file was validated: a disconnect, a file changed meanwhile, a sha256 or row-count
+mismatch, duplicates across blocks, a shrink or too many rejects roll back or fix up what was copied
+before anything is put in force. A download that starts over (retry) abandons the pipeline and the
+downloaded file is loaded in blocks afterwards. Files with a trailer line, and paths processed before
+(a re-drop is only recognised by its sha256), are downloaded first, then loaded in blocks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Set
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Set
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
 
 from connectors.filedrop import SOURCE_LINE, CsvDialect, FileChangedError, FileRejectedError, read_csv_file
+from connectors.filedrop.csv_dialect import CsvBlockReader, GrowingBytes, StreamAbandoned
 from hub.config.models import KingdeeKisTemplate
 from hub.config.models.files import CsvDropStream
 from hub.inventory import columns as c
-from hub.inventory.load import FileIdentity, already_processed
-from hub.inventory.snapshot import SnapshotOutcome, ingest_snapshot, known_codes, refuse_snapshot
+from hub.inventory.load import PROCESSED, FileIdentity, already_processed
+from hub.inventory.snapshot import (
+    SnapshotBlock,
+    SnapshotOutcome,
+    ingest_snapshot,
+    ingest_snapshot_stream,
+    known_codes,
+    refuse_snapshot,
+)
 from hub.inventory.sources import InventorySource, csv_dialect, sftp_settings
 from hub.inventory.validate import SnapshotPolicy
 
 if TYPE_CHECKING:
-    from connectors.filedrop import RemoteFile, SftpDropClient
+    from connectors.filedrop import DownloadedFile, RemoteFile, SftpDropClient
     from connectors.kingdee.kis import InventoryRow, KisClient
 
 log = logging.getLogger(__name__)
@@ -156,6 +176,213 @@ def snapshot_frame_from_csv(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     return c.normalize_snapshot_frame(renamed, rename=c.TEMPLATE_TO_SNAPSHOT, origin=origin)
 
 
+BLOCK_BYTES = 4 << 20
+"""Bytes of the downloaded file per block of the pipelined load (about 60k rows of a typical export)."""
+_MAX_BLOCKS = 32  # one savepoint per block; PostgreSQL keeps 64 subtransactions per backend in memory
+
+
+def _block_taken_at(frame: pd.DataFrame) -> datetime | None:
+    """The latest ``snapshot_at`` a block states, if any."""
+    if "snapshot_at" not in frame.columns:
+        return None
+    column = frame["snapshot_at"]
+    if isinstance(column.dtype, pd.DatetimeTZDtype):  # what the reader gives a datetime column
+        latest = column.max()
+        return None if pd.isna(latest) else latest.tz_convert("UTC").to_pydatetime()
+    stamps = pd.to_datetime(column, errors="coerce", utc=True).dropna()
+    return None if stamps.empty else stamps.max().to_pydatetime()
+
+
+def _snapshot_blocks(
+    reader: CsvBlockReader, origin: str, expected_rows: int | None, stages: dict[str, float]
+) -> Iterator[SnapshotBlock]:
+    """The reader's blocks as snapshot blocks; the row count is checked after the last one."""
+    blocks = iter(reader)
+    while True:
+        since = time.perf_counter()
+        block = next(blocks, None)
+        parsed = time.perf_counter()
+        stages["parse"] = stages.get("parse", 0.0) + parsed - since
+        if block is None:
+            break
+        frame = snapshot_frame_from_csv(block.frame, origin)
+        taken = _block_taken_at(block.frame)
+        stages["normalise"] = stages.get("normalise", 0.0) + time.perf_counter() - parsed
+        yield SnapshotBlock(frame, block.problems, block.rows_read, taken)
+    reader.finish(expected_rows)
+
+
+def _ingest_in_blocks(
+    engine: sa.Engine,
+    downloaded: DownloadedFile,
+    remote: RemoteFile,
+    dialect: CsvDialect,
+    *,
+    source: str,
+    policy: SnapshotPolicy | None,
+    catalog: Catalog,
+    file: FileIdentity,
+    block_bytes: int,
+    stages: dict[str, float],
+) -> SnapshotOutcome:
+    """Read the downloaded file in blocks and load each while the next is parsed (PostgreSQL)."""
+    since = time.perf_counter()
+    try:
+        data = Path(downloaded.local_path).read_bytes()
+    except OSError as exc:
+        raise FileRejectedError(f"{remote.path}: cannot read the file ({exc}).", path=remote.path) from exc
+    block_bytes = max(block_bytes, len(data) // _MAX_BLOCKS + 1)
+    reader = CsvBlockReader(data, dialect, name=remote.path, block_bytes=block_bytes)
+    stages["parse"] = time.perf_counter() - since
+    return ingest_snapshot_stream(
+        engine,
+        source=source,
+        blocks=_snapshot_blocks(reader, remote.path, downloaded.expected_rows, stages),
+        origin=remote.path,
+        policy=policy,
+        taken_at=remote.mtime,
+        checksum=downloaded.sha256,
+        expected_rows=downloaded.expected_rows,
+        known_materials=catalog.materials,
+        known_warehouses=catalog.warehouses,
+        file=file,
+        stages=stages,
+    )
+
+
+class _AlreadyProcessed(Exception):
+    """The file that just arrived is in the processed-file registry (same path and sha256)."""
+
+
+def _can_stream(engine: sa.Engine, source: str, remote: RemoteFile, dialect: CsvDialect) -> bool:
+    """Whether to load the file while it downloads: PostgreSQL, no trailer line (the file's last line
+    is only known at its end), and no file of that path processed before (a re-dropped file is
+    recognised by its sha256 after the download, before any load)."""
+    if engine.dialect.name != "postgresql" or dialect.trailer_regex:
+        return False
+    with engine.connect() as conn:
+        seen = conn.execute(
+            sa.select(PROCESSED.c.id)
+            .where(PROCESSED.c.source == source, PROCESSED.c.path == remote.path[:500])
+            .limit(1)
+        ).first()
+    return seen is None
+
+
+def _remove_download(box: dict[str, Any]) -> None:
+    if "file" in box:
+        with contextlib.suppress(FileNotFoundError):
+            Path(box["file"].local_path).unlink()
+
+
+def _process_streamed(
+    engine: sa.Engine,
+    client: SftpDropClient,
+    remote: RemoteFile,
+    dialect: CsvDialect,
+    *,
+    source: str,
+    policy: SnapshotPolicy | None,
+    catalog: Catalog,
+    block_bytes: int,
+    stages: dict[str, float],
+) -> FileResult | DownloadedFile:
+    """Download ``remote`` on a thread and load it block by block as its bytes arrive (PostgreSQL).
+
+    The download keeps every guarantee of :meth:`SftpDropClient.download` (temporary name, size and
+    sha256 checked, atomic rename): the load runs in one transaction that commits only after the
+    download returned, so a disconnect, a file changed meanwhile or a sha256 mismatch rolls back
+    whatever was loaded. When the download starts over (a retry after a disconnect), the load is rolled
+    back and the downloaded file is returned for the caller to load as usual.
+    """
+    buffer = GrowingBytes()
+    box: dict[str, Any] = {}
+
+    def download() -> None:
+        started = time.perf_counter()
+        try:
+            box["file"] = client.download(remote, sink=buffer)
+        except BaseException as exc:  # handed to the pulling thread below
+            box["error"] = exc
+        finally:
+            buffer.close(ok="file" in box)
+            stages["download_overlapped"] = time.perf_counter() - started
+
+    def identify() -> FileIdentity:
+        thread.join()  # the reader saw the download end whole: it has returned
+        done: DownloadedFile = box["file"]
+        with engine.connect() as conn:
+            if already_processed(conn, source=source, path=remote.path, sha256=done.sha256):
+                raise _AlreadyProcessed(remote.path)
+        return FileIdentity(remote.path, done.size, done.sha256)
+
+    thread = threading.Thread(target=download, name="inventory-download", daemon=True)
+    thread.start()
+    outcome: SnapshotOutcome | None = None
+    problem: FileRejectedError | None = None
+    duplicate = False
+    try:
+        block_bytes = max(block_bytes, remote.size // _MAX_BLOCKS + 1)
+        reader = CsvBlockReader(buffer, dialect, name=remote.path, block_bytes=block_bytes)
+        outcome = ingest_snapshot_stream(
+            engine,
+            source=source,
+            blocks=_snapshot_blocks(reader, remote.path, remote.expected_rows, stages),
+            origin=remote.path,
+            policy=policy,
+            taken_at=remote.mtime,
+            expected_rows=remote.expected_rows,
+            known_materials=catalog.materials,
+            known_warehouses=catalog.warehouses,
+            identify=identify,
+            stages=stages,
+        )
+    except StreamAbandoned:
+        pass  # the download failed or started over: see below
+    except _AlreadyProcessed:
+        duplicate = True
+    except FileRejectedError as exc:  # cut off, drifted, undecodable, short of its manifest
+        problem = exc
+    except BaseException:
+        thread.join()
+        _remove_download(box)
+        raise
+    thread.join()
+    if outcome is not None or problem is not None or duplicate:
+        _remove_download(box)  # else the caller loads it (the download started over)
+    error = box.get("error")
+    if error is not None:
+        if isinstance(error, FileChangedError):
+            return FileResult(remote.path, "waiting", message=str(error))
+        if isinstance(error, FileRejectedError):  # content does not match its manifest's sha256
+            refused = refuse_snapshot(engine, source=source, origin=remote.path, reason=str(error))
+            client.move_to_failed(remote, reason=str(error))
+            return FileResult(remote.path, "refused", refused, str(error))
+        raise error
+    downloaded: DownloadedFile = box["file"]
+    if duplicate:
+        client.archive(remote)
+        return FileResult(remote.path, "duplicate", message="already processed; archived again")
+    if problem is not None:
+        outcome = refuse_snapshot(
+            engine,
+            source=source,
+            origin=remote.path,
+            reason=str(problem),
+            taken_at=remote.mtime,
+            checksum=downloaded.sha256,
+            file=FileIdentity(remote.path, downloaded.size, downloaded.sha256),
+        )
+    if outcome is None:
+        log.info("%s: %s: the download started over; loading the downloaded file", source, remote.path)
+        return downloaded
+    if outcome.refused:
+        client.move_to_failed(remote, reason=outcome.refused_reason)
+        return FileResult(remote.path, "refused", outcome, outcome.refused_reason or "")
+    client.archive(remote)
+    return FileResult(remote.path, "loaded", outcome)
+
+
 def _process_file(
     engine: sa.Engine,
     client: SftpDropClient,
@@ -165,15 +392,28 @@ def _process_file(
     source: str,
     policy: SnapshotPolicy | None,
     catalog: Catalog,
+    block_bytes: int = BLOCK_BYTES,
 ) -> FileResult:
-    try:
-        downloaded = client.download(remote)
-    except FileChangedError as exc:
-        return FileResult(remote.path, "waiting", message=str(exc))
-    except FileRejectedError as exc:  # content does not match its manifest's sha256
-        outcome = refuse_snapshot(engine, source=source, origin=remote.path, reason=str(exc))
-        client.move_to_failed(remote, reason=str(exc))
-        return FileResult(remote.path, "refused", outcome, str(exc))
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
+    if _can_stream(engine, source, remote, dialect):
+        streamed = _process_streamed(
+            engine, client, remote, dialect, source=source, policy=policy, catalog=catalog,
+            block_bytes=block_bytes, stages=stages,
+        )  # fmt: skip
+        if isinstance(streamed, FileResult):
+            return streamed
+        downloaded = streamed  # the download started over: load the file it left, as below
+    else:
+        try:
+            downloaded = client.download(remote)
+        except FileChangedError as exc:
+            return FileResult(remote.path, "waiting", message=str(exc))
+        except FileRejectedError as exc:  # content does not match its manifest's sha256
+            outcome = refuse_snapshot(engine, source=source, origin=remote.path, reason=str(exc))
+            client.move_to_failed(remote, reason=str(exc))
+            return FileResult(remote.path, "refused", outcome, str(exc))
+    stages["download"] = time.perf_counter() - started
     identity = FileIdentity(remote.path, downloaded.size, downloaded.sha256)
     try:
         with engine.connect() as conn:
@@ -182,12 +422,19 @@ def _process_file(
             client.archive(remote)
             return FileResult(remote.path, "duplicate", message="already processed; archived again")
         try:
-            parsed = read_csv_file(
-                downloaded.local_path,
-                dialect,
-                expected_rows=downloaded.expected_rows,
-                display_name=remote.path,
-            )
+            if engine.dialect.name == "postgresql":
+                outcome = _ingest_in_blocks(
+                    engine, downloaded, remote, dialect, source=source, policy=policy, catalog=catalog,
+                    file=identity, block_bytes=block_bytes, stages=stages,
+                )  # fmt: skip
+                parsed = None
+            else:
+                parsed = read_csv_file(
+                    downloaded.local_path,
+                    dialect,
+                    expected_rows=downloaded.expected_rows,
+                    display_name=remote.path,
+                )
         except FileRejectedError as exc:
             outcome = refuse_snapshot(
                 engine,
@@ -199,24 +446,26 @@ def _process_file(
                 file=identity,
             )
         else:
-            outcome = ingest_snapshot(
-                engine,
-                source=source,
-                frame=snapshot_frame_from_csv(parsed.frame, remote.path),
-                origin=remote.path,
-                policy=policy,
-                taken_at=_taken_at(parsed.frame, remote.mtime),
-                checksum=downloaded.sha256,
-                parse_problems=parsed.problems,
-                rows_read=parsed.rows_read,
-                expected_rows=downloaded.expected_rows,
-                known_materials=catalog.materials,
-                known_warehouses=catalog.warehouses,
-                file=identity,
-            )
+            if parsed is not None:
+                outcome = ingest_snapshot(
+                    engine,
+                    source=source,
+                    frame=snapshot_frame_from_csv(parsed.frame, remote.path),
+                    origin=remote.path,
+                    policy=policy,
+                    taken_at=_taken_at(parsed.frame, remote.mtime),
+                    checksum=downloaded.sha256,
+                    parse_problems=parsed.problems,
+                    rows_read=parsed.rows_read,
+                    expected_rows=downloaded.expected_rows,
+                    known_materials=catalog.materials,
+                    known_warehouses=catalog.warehouses,
+                    file=identity,
+                )
     finally:
         with contextlib.suppress(FileNotFoundError):
             Path(downloaded.local_path).unlink()
+    outcome = replace(outcome, stages={**stages, **outcome.stages})
     if outcome.refused:
         client.move_to_failed(remote, reason=outcome.refused_reason)
         return FileResult(remote.path, "refused", outcome, outcome.refused_reason or "")
@@ -233,12 +482,26 @@ def pull_sftp(
     policy: SnapshotPolicy | None = None,
     catalog: Catalog | None = None,
     on_file: Callable[[FileResult], None] | None = None,
+    block_bytes: int = BLOCK_BYTES,
 ) -> PullReport:
-    """Process every complete file of the drop (oldest first); ``on_file`` is called after each."""
+    """Process every complete file of the drop (oldest first); ``on_file`` is called after each.
+
+    On PostgreSQL a file is loaded in blocks of about ``block_bytes`` (each COPYed while the next one
+    is parsed, all in one transaction: :func:`hub.inventory.snapshot.ingest_snapshot_stream`).
+    """
     catalog = catalog or Catalog.from_store(engine)
     report = PullReport(source)
     for remote in client.list_complete_files():
-        result = _process_file(engine, client, remote, dialect, source=source, policy=policy, catalog=catalog)
+        result = _process_file(
+            engine,
+            client,
+            remote,
+            dialect,
+            source=source,
+            policy=policy,
+            catalog=catalog,
+            block_bytes=block_bytes,
+        )
         report.files.append(result)
         log.info("%s: %s %s %s", source, remote.path, result.status, result.message)
         if on_file is not None:

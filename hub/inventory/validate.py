@@ -147,20 +147,39 @@ def _missing_details(frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:
     return out
 
 
+_VALUE_SETS: dict[int, tuple[Set[str], pa.Array]] = {}
+
+
+def _value_set(codes: Set[str]) -> pa.Array:
+    """``codes`` as an Arrow array, kept for the last few sets (a streamed snapshot asks per block)."""
+    kept = _VALUE_SETS.get(id(codes))
+    if kept is not None and kept[0] is codes:
+        return kept[1]
+    array = pa.array(list(codes), type=pa.string())
+    if len(_VALUE_SETS) >= 4:
+        _VALUE_SETS.pop(next(iter(_VALUE_SETS)))
+    _VALUE_SETS[id(codes)] = (codes, array)  # the set is referenced, so its id is not reused meanwhile
+    return array
+
+
 def _known(values: pd.Series, codes: Set[str]) -> np.ndarray:
     """Which values are in ``codes`` (a missing value is not).
 
     Arrow's ``is_in`` directly: pandas' ``isin`` on Arrow strings wraps each of the 50k catalog codes in
     a ``pa.scalar`` first (0.2 s per column at 1M rows, for the same answer).
     """
-    found = pc.is_in(pa.array(values, type=pa.string()), value_set=pa.array(list(codes), type=pa.string()))
+    found = pc.is_in(pa.array(values, type=pa.string()), value_set=_value_set(codes))
     return np.asarray(found.fill_null(False), dtype=bool)
 
 
-def _check_columns(
-    frame: pd.DataFrame, keys: c.PositionKeys, materials: Set[str] | None, warehouses: Set[str] | None
+def row_checks(
+    frame: pd.DataFrame, materials: Set[str] | None, warehouses: Set[str] | None
 ) -> dict[str, np.ndarray]:
-    """The boolean check columns (True = the row passes), computed vectorised over the whole frame."""
+    """The boolean checks of each row on its own (True = passes): all but the duplicate check.
+
+    They need no other row, so a snapshot read in blocks can be checked block by block
+    (:func:`validate_snapshot` takes the concatenation through ``checks``).
+    """
     material = frame[c.MATERIAL]
     warehouse = frame[c.WAREHOUSE]
     present = (
@@ -174,19 +193,39 @@ def _check_columns(
     fits = np.ones(len(frame), dtype=bool)
     for name, width in CODE_WIDTHS.items():
         fits &= (frame[name].fillna("").str.len() <= width).to_numpy(dtype=bool)
-    checks = {
-        _PRESENT: present,
-        _FITS: fits,
-        # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
-        # On the factorised key (one int64 per row): frame.duplicated over three string columns cost
-        # ~0.45 s at 1M rows, and the codes are needed again for the COPY order and the diff.
-        _UNIQUE: ~keys.duplicated() | ~present,
-    }
+    checks = {_PRESENT: present, _FITS: fits}
     # A missing code fails values_present; it is not also reported as unknown.
     if materials is not None:
         checks[_MATERIAL_KNOWN] = _known(material, materials) | material.isna().to_numpy()
     if warehouses is not None:
         checks[_WAREHOUSE_KNOWN] = _known(warehouse, warehouses) | warehouse.isna().to_numpy()
+    return checks
+
+
+def suspect_rows(frame: pd.DataFrame, checks: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows some rule of the suite may fail: a failed check or a negative quantity.
+
+    Every other row passes the whole suite except, possibly, the duplicate check (which needs all rows).
+    """
+    suspect = (frame[c.ON_HAND].to_numpy() < 0) | (frame[c.RESERVED].to_numpy() < 0)
+    for passed in checks.values():
+        suspect |= ~passed
+    return suspect
+
+
+def _check_columns(
+    frame: pd.DataFrame,
+    keys: c.PositionKeys,
+    materials: Set[str] | None,
+    warehouses: Set[str] | None,
+    checks: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """The boolean check columns (True = the row passes), computed vectorised over the whole frame."""
+    checks = dict(checks) if checks is not None else row_checks(frame, materials, warehouses)
+    # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
+    # On the factorised key (one int64 per row): frame.duplicated over three string columns cost
+    # ~0.45 s at 1M rows, and the codes are needed again for the COPY order and the diff.
+    checks[_UNIQUE] = ~keys.duplicated() | ~checks[_PRESENT]
     return checks
 
 
@@ -199,9 +238,7 @@ def _suspects(frame: pd.DataFrame, checks: dict[str, np.ndarray]) -> pd.DataFram
     "negative" for either side: GX's between ignores nulls, and it fails ``values_present`` instead.)
     When no row is suspect, the first row still goes through, so the suite runs on every snapshot.
     """
-    suspect = (frame[c.ON_HAND].to_numpy() < 0) | (frame[c.RESERVED].to_numpy() < 0)
-    for passed in checks.values():
-        suspect |= ~passed
+    suspect = suspect_rows(frame, checks)
     if not suspect.any() and len(frame):
         suspect[0] = True
     compact = frame.loc[suspect].copy()
@@ -218,6 +255,8 @@ def validate_snapshot(
     parse_problems: Sequence[Any] = (),
     rows_read: int | None = None,
     expected_rows: int | None = None,
+    keys: c.PositionKeys | None = None,
+    checks: dict[str, np.ndarray] | None = None,
 ) -> ValidatedSnapshot:
     """Check every row of a snapshot frame (see :mod:`hub.inventory.columns`).
 
@@ -228,11 +267,13 @@ def validate_snapshot(
             ``reason``, e.g. :class:`connectors.filedrop.RowProblem`); they count as rejected.
         rows_read: data rows in the source; defaults to ``len(frame)`` + the distinct problem lines.
         expected_rows: rows the source promised (manifest / trailer), kept for :func:`refusal_reason`.
+        keys, checks: the frame's :class:`~hub.inventory.columns.PositionKeys` and :func:`row_checks`
+            when the caller computed them already (a snapshot read in blocks); computed here otherwise.
     """
     materials = None if known_materials is None else frozenset(known_materials)
     warehouses = None if known_warehouses is None else frozenset(known_warehouses)
-    keys = c.PositionKeys.of(frame)
-    checks = _check_columns(frame, keys, materials, warehouses)
+    keys = keys if keys is not None and len(keys) == len(frame) else c.PositionKeys.of(frame)
+    checks = _check_columns(frame, keys, materials, warehouses, checks)
     outcome = validate_frame(
         _suspects(frame, checks), _rules(materials, warehouses), id_column=c.SOURCE_LINE, suite=SUITE
     )
@@ -267,11 +308,14 @@ def validate_snapshot(
         )
     bad_lines = np.fromiter(outcome.failures.keys(), dtype=np.int64, count=len(outcome.failures))
     keep = ~frame[c.SOURCE_LINE].isin(bad_lines).to_numpy()
-    accepted = frame.loc[keep].reset_index(drop=True)
+    if keep.all():  # the usual case: no copy of a million rows
+        accepted, accepted_keys = frame.reset_index(drop=True), keys
+    else:
+        accepted, accepted_keys = frame.loc[keep].reset_index(drop=True), keys.take(keep)
     rejects = tuple(RowReject(line, tuple(reasons[line])) for line in sorted(reasons))
     if rows_read is None:
         rows_read = len(frame) + len({int(p.line) for p in parse_problems})
-    return ValidatedSnapshot(accepted, rejects, rows_read, expected_rows, keys.take(keep))
+    return ValidatedSnapshot(accepted, rejects, rows_read, expected_rows, accepted_keys)
 
 
 def refusal_reason(
@@ -314,5 +358,7 @@ __all__ = [
     "SnapshotPolicy",
     "ValidatedSnapshot",
     "refusal_reason",
+    "row_checks",
+    "suspect_rows",
     "validate_snapshot",
 ]
