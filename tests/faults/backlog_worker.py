@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import crm_core  # noqa: F401  (registers the models)
+import hub.push.engine as engine_module
 from connectors.kingdee.kis import KisClient, KisSettings
 from crm_core.db import make_engine
 from hub.errors import HubError
+from hub.push import queue
 from hub.push.engine import execute_push, prepare_push
 from hub.push.sink import KisOutboundSink
 from tests.push.conftest import FAST_RETRY, SETTINGS
@@ -66,6 +68,8 @@ class HttpMeter:
 def main(argv: list[str]) -> int:
     url, batch = argv[0], int(argv[1])
     conf: dict[str, Any] = json.loads(os.environ["KIS_WORKER"])
+    if window := os.environ.get("BACKLOG_WINDOW"):  # smaller reads, so a small backlog spans many
+        queue.ENQUEUE_WINDOW = engine_module.VALIDATION_ROWS = int(window)
     engine = make_engine(url)
     client = KisClient(
         KisSettings(
