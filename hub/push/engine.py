@@ -6,6 +6,10 @@ share passes the threshold); then push in batches. Before a batch's ERP calls it
 ``in_flight`` and committed; the binding and the ``done`` mark are committed together after the calls.
 A run that dies in between leaves ``in_flight`` items, whose bills the next run looks up by their
 deterministic number before sending anything: never a second bill.
+
+A batch is planned before it is sent (map, hash, skip the unchanged, encode the creates), its creates go
+out on ``PushSettings.senders`` threads, and the outcomes are recorded in document order. Documents
+failing one after another mean the ERP is down: the run stops without spending their attempts.
 """
 
 from __future__ import annotations
