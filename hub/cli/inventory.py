@@ -97,7 +97,7 @@ def pull_inventory(
             for source in sources:
                 task = progress.add_task(f"{source.name}: pulling", total=None)
 
-                def on_file(result: FileResult, task: Any = task, name: str = source.name) -> None:
+                def on_file(result: FileResult[Any], task: Any = task, name: str = source.name) -> None:
                     progress.update(task, description=f"{name}: {result.path} {result.status}")
 
                 reports.append(

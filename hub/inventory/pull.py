@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -67,36 +67,46 @@ log = logging.getLogger(__name__)
 FileStatus = Literal["loaded", "refused", "duplicate", "waiting"]
 
 
+class Refusable(Protocol):
+    """What a file's outcome says, whatever the stream (inventory snapshot, incoming supply)."""
+
+    @property
+    def refused(self) -> bool: ...
+
+
+OutcomeT = TypeVar("OutcomeT", bound=Refusable)
+
+
 @dataclass(frozen=True)
-class FileResult:
+class FileResult(Generic[OutcomeT]):
     """What happened to one remote file."""
 
     path: str
     status: FileStatus
-    outcome: SnapshotOutcome | None = None
+    outcome: OutcomeT | None = None
     message: str = ""
 
 
 @dataclass
-class PullReport:
+class PullReport(Generic[OutcomeT]):
     """One pull of one source: the files seen (SFTP) or the one listing (KIS), and their outcomes."""
 
     source: str
-    files: list[FileResult] = field(default_factory=list)
+    files: list[FileResult[OutcomeT]] = field(default_factory=list)
 
     @property
-    def outcomes(self) -> list[SnapshotOutcome]:
-        """Snapshots taken (loaded or refused), in order."""
+    def outcomes(self) -> list[OutcomeT]:
+        """Files taken (loaded or refused), in order."""
         return [f.outcome for f in self.files if f.outcome is not None]
 
     @property
-    def refused(self) -> list[SnapshotOutcome]:
-        """Snapshots refused whole: each needs an ops alert."""
+    def refused(self) -> list[OutcomeT]:
+        """Files refused whole: each needs an ops alert."""
         return [o for o in self.outcomes if o.refused]
 
     @property
-    def loaded(self) -> list[SnapshotOutcome]:
-        """Snapshots put in force."""
+    def loaded(self) -> list[OutcomeT]:
+        """Files put in force."""
         return [o for o in self.outcomes if not o.refused]
 
 
@@ -132,7 +142,7 @@ def pull_kis(
     source: str,
     policy: SnapshotPolicy | None = None,
     catalog: Catalog | None = None,
-) -> PullReport:
+) -> PullReport[SnapshotOutcome]:
     """Read the whole 即时库存 listing and take it as one snapshot."""
     catalog = catalog or Catalog.from_store(engine)
     taken_at = _now()
@@ -393,7 +403,7 @@ def _process_file(
     policy: SnapshotPolicy | None,
     catalog: Catalog,
     block_bytes: int = BLOCK_BYTES,
-) -> FileResult:
+) -> FileResult[SnapshotOutcome]:
     stages: dict[str, float] = {}
     started = time.perf_counter()
     if _can_stream(engine, source, remote, dialect):
@@ -483,14 +493,14 @@ def pull_sftp(
     catalog: Catalog | None = None,
     on_file: Callable[[FileResult], None] | None = None,
     block_bytes: int = BLOCK_BYTES,
-) -> PullReport:
+) -> PullReport[SnapshotOutcome]:
     """Process every complete file of the drop (oldest first); ``on_file`` is called after each.
 
     On PostgreSQL a file is loaded in blocks of about ``block_bytes`` (each COPYed while the next one
     is parsed, all in one transaction: :func:`hub.inventory.snapshot.ingest_snapshot_stream`).
     """
     catalog = catalog or Catalog.from_store(engine)
-    report = PullReport(source)
+    report: PullReport[SnapshotOutcome] = PullReport(source)
     for remote in client.list_complete_files():
         result = _process_file(
             engine,
@@ -537,7 +547,7 @@ def pull_source(
     where: str = "hub.yaml",
     policy: SnapshotPolicy | None = None,
     on_file: Callable[[FileResult], None] | None = None,
-) -> PullReport:
+) -> PullReport[SnapshotOutcome]:
     """Pull one configured connection (``kingdee_kis`` or ``erp_sftp_csv``) into the store."""
     policy = policy or policy_for(source)
     catalog = Catalog.from_store(engine)

@@ -42,7 +42,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -71,7 +71,7 @@ from hub.inventory.load import (
     record_processed_file,
     write_quarantine,
 )
-from hub.inventory.pull import Catalog, FileStatus
+from hub.inventory.pull import Catalog, FileResult, FileStatus, PullReport
 from hub.inventory.sources import csv_dialect, sftp_settings
 from hub.inventory.validate import RowReject
 from hub.quality import Rule, validate_frame
@@ -558,35 +558,8 @@ def _log(outcome: SupplyOutcome) -> None:
 # ---------------------------------------------------------------------------------------------- pulling
 
 
-@dataclass(frozen=True)
-class SupplyFileResult:
-    """What happened to one remote file."""
-
-    path: str
-    status: FileStatus
-    outcome: SupplyOutcome | None = None
-    message: str = ""
-
-
-@dataclass
-class SupplyPullReport:
-    """One pull of one connection's supply drop."""
-
-    source: str
-    files: list[SupplyFileResult] = field(default_factory=list)
-
-    @property
-    def outcomes(self) -> list[SupplyOutcome]:
-        return [f.outcome for f in self.files if f.outcome is not None]
-
-    @property
-    def refused(self) -> list[SupplyOutcome]:
-        """Files refused whole: each needs an ops alert."""
-        return [o for o in self.outcomes if o.refused]
-
-    @property
-    def loaded(self) -> list[SupplyOutcome]:
-        return [o for o in self.outcomes if not o.refused]
+SupplyFileResult = FileResult[SupplyOutcome]
+SupplyPullReport = PullReport[SupplyOutcome]
 
 
 def _process_file(
