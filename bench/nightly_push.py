@@ -14,7 +14,9 @@ Sections (``--section all`` runs the three; each prints its figures, the last li
     bookkeeping, validation, mapping, hashing, bindings, the KIS client's own work (signing, envelopes,
     JSON, retries). ERP call time per record = ERP calls x latency / records (the configured latency, below
     the measured call time, so the share errs on the strict side); the share against one call per record
-    is printed too. The same store then gets a second run with no change: it must make no ERP call.
+    is printed too. ``--nights`` (default 3) such pushes of ``--n`` new invoices run one after another on
+    the same store and the median night is gated: CPU time on the shared 2-core VM varies by 10-20% from
+    run to run. The same store then gets a run with no change: it must make no ERP call.
 
 ``nochange`` (P6, goal <= 1.2x): the cost of a run with nothing to do on a 100k- vs a 1M-invoice store.
     Stores come from :mod:`crm_core.demo` (bulk path), are brought to the state after a complete push
@@ -32,7 +34,7 @@ Sections (``--section all`` runs the three; each prints its figures, the last li
     record adds (the slope between the two runs, per 1,000 records); the fixed events per run and the
     batch size from which they too stay under 1 per 1,000 are printed beside it.
 
-Run: ``.venv/bin/python bench/nightly_push.py [--section all|overhead|nochange|events] [--n 300]
+Run: ``.venv/bin/python bench/nightly_push.py [--section all|overhead|nochange|events] [--n 300] [--nights 3]
 [--latency-ms 20] [--sizes 100000,1000000] [--repeat 40] [--backend both|sqlite|postgresql] [--rebuild]``.
 Exit code 1 when a goal is missed.
 """
@@ -210,7 +212,37 @@ class HttpMeter:
         self.calls, self.cpu, self.wall = 0, 0.0, 0.0
 
 
-def overhead(n: int, latency_ms: float) -> list[Goal]:
+@dataclass
+class Night:
+    """One measured push of ``n`` new invoices (CPU in seconds, whole process and inside requests)."""
+
+    cpu: float
+    cpu_prepare: float
+    http_cpu: float
+    http_prepare: float
+    wall: float
+    http_wall: float
+    calls: int
+    pushed: int
+
+    def own(self, n: int) -> float:
+        return (self.cpu - self.http_cpu) / n
+
+
+def _measured_night(store: StoreFactory, sink: KisOutboundSink, meter: HttpMeter, n: int) -> Night:
+    store.issue(n)
+    meter.reset()
+    # run_push = prepare_push + execute_push; timed apart to show where the hub's CPU goes.
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    result = prepare_push(store.engine, sink, SETTINGS)
+    cpu_prepare, http_prepare = time.process_time() - cpu0, meter.cpu
+    assert not result.blocked and result.quarantined == 0, result
+    execute_push(store.engine, sink, SETTINGS, result)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return Night(cpu, cpu_prepare, meter.cpu, http_prepare, wall, meter.wall, meter.calls, result.pushed)
+
+
+def overhead(n: int, latency_ms: float, nights: int = 3) -> list[Goal]:
     latency = latency_ms / 1000.0
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp) / "kis.sqlite", latency_ms) as url:
         store = StoreFactory(f"sqlite:///{Path(tmp) / 'hub.db'}")
@@ -220,33 +252,39 @@ def overhead(n: int, latency_ms: float) -> list[Goal]:
         store.issue(20)
         warm = run_push(store.engine, sink, SETTINGS)  # login, GX import, caches, pooled connection
         assert warm.pushed == 20, warm
-        store.issue(n)
-        meter.reset()
-        # run_push = prepare_push + execute_push; timed apart to show where the hub's CPU goes.
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        result = prepare_push(store.engine, sink, SETTINGS)
-        cpu_prepare, http_prepare = time.process_time() - cpu0, meter.cpu
-        assert not result.blocked and result.quarantined == 0, result
-        execute_push(store.engine, sink, SETTINGS, result)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        calls, http_cpu, http_wall = meter.calls, meter.cpu, meter.wall
+        # Several nights on one store: CPU time on a shared 2-core VM varies by 10-20% from run to run
+        # (neighbours, caches), so the median night is gated and every night is printed.
+        measured = [_measured_night(store, sink, meter, n) for _ in range(nights)]
         meter.reset()
         quiet = run_push(store.engine, sink, SETTINGS)
         quiet_calls = meter.calls
         ledger = [w["bill_no"] for w in SandboxAdmin(url).ledger("salesdelivery/create")]
         client.close()
         store.engine.dispose()
-    exactly_once = result.pushed == n and len(ledger) == len(set(ledger)) == n + 20
-    own = (cpu - http_cpu) / n
-    own_prepare = (cpu_prepare - http_prepare) / n
+    exactly_once = all(night.pushed == n for night in measured) and len(ledger) == len(set(ledger)) == (
+        n * nights + 20
+    )
+    shares = [100 * night.own(n) / (night.calls * latency / n) for night in measured]
+    print(f"[overhead] hub share per night: {', '.join(f'{s:.2f}%' for s in shares)} (median gated)")
+    median = sorted(range(nights), key=lambda i: shares[i])[nights // 2]
+    night = measured[median]
+    cpu, http_cpu, calls, wall, http_wall = (
+        night.cpu,
+        night.http_cpu,
+        night.calls,
+        night.wall,
+        night.http_wall,
+    )
+    own = night.own(n)
+    own_prepare = (night.cpu_prepare - night.http_prepare) / n
     own_push = own - own_prepare
     erp_per_record = calls * latency / n
     share = 100 * own / erp_per_record
     share_one_call = 100 * own / latency
     print(
-        f"[overhead] {n} records, {calls} ERP calls ({calls / n:.2f} per record), latency {latency_ms:g} ms; "
-        f"wall {wall:.2f} s ({n / wall:.0f} records/s), time inside HTTP calls {http_wall:.2f} s; "
-        f"ledger exactly-once: {exactly_once}"
+        f"[overhead] median night: {n} records, {calls} ERP calls ({calls / n:.2f} per record), latency "
+        f"{latency_ms:g} ms; wall {wall:.2f} s ({n / wall:.0f} records/s), time inside HTTP calls "
+        f"{http_wall:.2f} s; ledger exactly-once over {nights} nights: {exactly_once}"
     )
     print(
         f"[overhead] CPU per record: hub's own {own * 1e6:.0f} µs "
@@ -566,7 +604,8 @@ def events(sizes: tuple[int, int]) -> list[Goal]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", choices=["all", "overhead", "nochange", "events"], default="all")
-    p.add_argument("--n", type=int, default=2000, help="records pushed in the overhead section")
+    p.add_argument("--n", type=int, default=2000, help="records pushed per night in the overhead section")
+    p.add_argument("--nights", type=int, default=3, help="measured nights of the overhead section (median)")
     p.add_argument("--latency-ms", type=float, default=20.0)
     p.add_argument("--sizes", default="100000,1000000", help="store sizes of the no-change section")
     p.add_argument("--repeat", type=int, default=40)
@@ -575,7 +614,7 @@ def main() -> int:
     p.add_argument("--event-sizes", default="200,2000", help="two batch sizes of the events section")
     args = p.parse_args()
     sections: dict[str, Callable[[], list[Goal]]] = {
-        "overhead": lambda: overhead(args.n, args.latency_ms),
+        "overhead": lambda: overhead(args.n, args.latency_ms, args.nights),
         "nochange": lambda: nochange(
             args.backend, [int(s) for s in args.sizes.split(",")], args.repeat, args.rebuild
         ),

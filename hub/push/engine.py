@@ -14,13 +14,14 @@ failing one after another mean the ERP is down: the run stops without spending t
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -58,6 +59,9 @@ PUSHABLE = ("issued", "red_letter")
 # the run stops instead of spending the documents' attempts (PERF-RELIABILITY case 24).
 OUTAGE_AFTER = 5
 VALIDATION_ROWS = 10_000  # documents per GX validation (bounded memory, few fixed GX costs)
+# Due ids read per query: the due query sorts every due item, so reading a night's ids in one go costs
+# one sort instead of one per batch (memory: 8 bytes an id).
+DUE_PAGE = 10_000
 AUDITED_NEEDS_RED_LETTER = "already audited in the ERP: needs a red-letter document"
 
 
@@ -77,9 +81,17 @@ class PushResult:
     quarantined_amount: Decimal = Decimal("0.00")
     erp_writes: int = 0
     plan: list[dict[str, str]] = field(default_factory=list)  # dry run: what would happen
+    # The documents this run's validation read, by invoice id, kept for its send when there are at most
+    # VALIDATION_ROWS of them (prepare and execute in one process: `hub push`, run_push). What leaves is
+    # then exactly what was validated, read once; a send in another process (a Dagster step) reads again.
+    validated: dict[int, InvoiceDocument] = field(default_factory=dict, repr=False, compare=False)
 
     def as_metadata(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items() if k != "plan"}
+        return {
+            k: (str(v) if isinstance(v, Decimal) else v)
+            for k, v in self.__dict__.items()
+            if k not in ("plan", "validated")
+        }
 
 
 @dataclass(frozen=True)
@@ -153,13 +165,17 @@ def execute_push(
         with session_scope(engine) as session:
             ready = due_count(session, sink.system, now)
         done = 0
-        with ThreadPoolExecutor(max_workers=settings.senders, thread_name_prefix="push-send") as senders:
-            # Page by page in id (= outbox) order: memory stays flat however long the backlog.
-            for batch in due_pages(engine, sink.system, now, settings.batch_size):
-                _push_batch(engine, batch, sink, settings, result, senders)
-                done += len(batch)
-                if progress:
-                    progress(done, ready)
+        try:
+            with ThreadPoolExecutor(max_workers=settings.senders, thread_name_prefix="push-send") as senders:
+                # Page by page in id (= outbox) order: memory stays flat however long the backlog.
+                for page in due_pages(engine, sink.system, now, max(DUE_PAGE, settings.batch_size)):
+                    for batch in _batches(page, settings.batch_size):
+                        _push_batch(engine, batch, sink, settings, result, senders)
+                        done += len(batch)
+                        if progress:
+                            progress(done, ready)
+        finally:
+            result.validated = {}  # sent or not, they are not needed any more
     return result
 
 
@@ -200,19 +216,23 @@ def _validate(
         pending.clear()
         item_of.clear()
 
+    keep = due <= VALIDATION_ROWS  # few enough to hold for the send (PushResult.validated)
     # 500 ids per IN list: some SQLite builds allow only 999 variables.
-    for batch in due_pages(engine, sink.system, now, 500):
-        with session_scope(engine) as session:
-            rows = session.execute(
-                sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.id).where(
-                    DeliveryQueueItem.id.in_(batch)
-                )
-            ).all()
-            batch_items = {canonical_id: item_id for canonical_id, item_id in rows}
-            for doc in load_documents(session, list(batch_items)).values():
-                if doc.status in PUSHABLE:
-                    pending.append(doc)
-                    item_of[doc.id] = batch_items[doc.id]
+    for page in due_pages(engine, sink.system, now, DUE_PAGE):
+        for batch in _batches(page, 500):
+            with session_scope(engine) as session:
+                rows = session.execute(
+                    sa.select(DeliveryQueueItem.canonical_id, DeliveryQueueItem.id).where(
+                        DeliveryQueueItem.id.in_(batch)
+                    )
+                ).all()
+                batch_items = {canonical_id: item_id for canonical_id, item_id in rows}
+                for doc in load_documents(session, list(batch_items)).values():
+                    if keep:
+                        result.validated[doc.id] = doc
+                    if doc.status in PUSHABLE:
+                        pending.append(doc)
+                        item_of[doc.id] = batch_items[doc.id]
             if len(pending) >= VALIDATION_ROWS:  # GX costs ~0.1 s per call whatever the size
                 validate_pending()
     if pending:
@@ -243,19 +263,34 @@ def _quarantine(
     result.quarantined_amount += doc.total_gross
 
 
-_BINDINGS_TABLE = cast(sa.Table, ExternalBinding.__table__)
-_QUEUE = cast(sa.Table, DeliveryQueueItem.__table__)
-# Mark a batch's items done; a null digest keeps the item's last payload hash (nothing was sent).
-_DONE = (
-    sa.update(_QUEUE)
-    .where(_QUEUE.c.id == sa.bindparam("item_id"))
-    .values(state="done", payload_hash=sa.func.coalesce(sa.bindparam("digest"), _QUEUE.c.payload_hash))
-)
+# A batch's writes are one statement each, whatever its size: its rows travel as arrays (PostgreSQL) or
+# one JSON text (SQLite), so no per-row parameter processing (P11). A null digest keeps the item's last
+# payload hash (nothing was sent).
 _DONE_PG = sa.text(
     "UPDATE delivery_queue AS q SET state = 'done', updated_at = :now, "
     "payload_hash = COALESCE(d.digest, q.payload_hash) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:digests AS text[])) AS d(item_id, digest) "
     "WHERE q.id = d.item_id"
+).bindparams(sa.bindparam("now", type_=TZDateTime()))
+_DONE_SQLITE = sa.text(
+    "UPDATE delivery_queue SET state = 'done', updated_at = :now, "
+    "payload_hash = COALESCE(json_extract(d.value, '$[1]'), delivery_queue.payload_hash) "
+    "FROM json_each(:rows) AS d WHERE delivery_queue.id = json_extract(d.value, '$[0]')"
+).bindparams(sa.bindparam("now", type_=TZDateTime()))
+_BIND_COLUMNS = (
+    "INSERT INTO external_bindings (system, kind, canonical_id, external_id, external_bill_no, "
+    "payload_hash, mapping_version, synced_at) "
+)
+_BIND_PG = sa.text(
+    _BIND_COLUMNS + "SELECT b.system, 'outbound', b.canonical_id, b.external_id, b.bill_no, b.digest, "
+    "b.version, :now FROM unnest(CAST(:systems AS text[]), CAST(:ids AS bigint[]), "
+    "CAST(:external_ids AS text[]), CAST(:bills AS text[]), CAST(:digests AS text[]), "
+    "CAST(:versions AS text[])) AS b(system, canonical_id, external_id, bill_no, digest, version)"
+).bindparams(sa.bindparam("now", type_=TZDateTime()))
+_BIND_SQLITE = sa.text(
+    _BIND_COLUMNS + "SELECT json_extract(value, '$[0]'), 'outbound', json_extract(value, '$[1]'), "
+    "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
+    "json_extract(value, '$[5]'), :now FROM json_each(:rows)"
 ).bindparams(sa.bindparam("now", type_=TZDateTime()))
 
 
@@ -268,7 +303,8 @@ class _BatchWrites:
     """
 
     done: dict[int, str | None] = field(default_factory=dict)  # queue item id -> payload hash (None: keep)
-    bindings: list[dict[str, Any]] = field(default_factory=list)
+    # (system, invoice id, external id, bill number, payload hash, mapping version) per new binding
+    bindings: list[tuple[str, int, str, str, str | None, str]] = field(default_factory=list)
 
     def mark_done(self, item_id: int, digest: str | None) -> None:
         self.done[item_id] = digest
@@ -282,37 +318,40 @@ class _BatchWrites:
         digest: str | None,
         version: str,
     ) -> None:
-        self.bindings.append(
-            {
-                "system": system,
-                "kind": "outbound",
-                "canonical_id": doc.id,
-                "external_id": external_id,
-                "external_bill_no": bill_no,
-                "payload_hash": digest,
-                "mapping_version": version,
-                "synced_at": now_utc(),
-            }
-        )
+        self.bindings.append((system, doc.id, external_id, bill_no, digest, version))
 
     def write(self, session: Session) -> None:
         session.flush()  # ORM changes first (a deleted stale binding before its replacement)
-        if self.bindings:  # Core, not the ORM's bulk insert: no per-row ORM bookkeeping
-            session.connection().execute(sa.insert(_BINDINGS_TABLE), self.bindings)
-        if self.done:
-            rows = [{"item_id": i, "digest": digest} for i, digest in self.done.items()]
-            connection = session.connection()
-            if connection.dialect.name == "postgresql":  # one round trip for the batch
+        connection = session.connection()
+        now = now_utc()
+        postgres = connection.dialect.name == "postgresql"
+        if self.bindings:
+            if postgres:
+                systems, ids, external_ids, bills, digests, versions = map(
+                    list, zip(*self.bindings, strict=True)
+                )
                 connection.execute(
-                    _DONE_PG,
+                    _BIND_PG,
                     {
-                        "ids": [r["item_id"] for r in rows],
-                        "digests": [r["digest"] for r in rows],
-                        "now": now_utc(),
+                        "systems": systems,
+                        "ids": ids,
+                        "external_ids": external_ids,
+                        "bills": bills,
+                        "digests": digests,
+                        "versions": versions,
+                        "now": now,
                     },
                 )
-            else:  # SQLite: executemany of one cached statement is a loop in C
-                connection.execute(_DONE.values(updated_at=now_utc()), rows)
+            else:
+                connection.execute(_BIND_SQLITE, {"rows": json.dumps(self.bindings), "now": now})
+        if self.done:
+            if postgres:
+                connection.execute(
+                    _DONE_PG, {"ids": list(self.done), "digests": list(self.done.values()), "now": now}
+                )
+            else:
+                rows = json.dumps(list(self.done.items()))
+                connection.execute(_DONE_SQLITE, {"rows": rows, "now": now})
 
 
 def _orm_item(session: Session, item_id: int) -> DeliveryQueueItem:
@@ -363,7 +402,7 @@ def _push_batch(
             .where(DeliveryQueueItem.id.in_(batch))
             .order_by(DeliveryQueueItem.id)
         ).all()
-        docs = load_documents(session, [canonical_id for _, canonical_id in items])
+        docs = _documents(session, [canonical_id for _, canonical_id in items], result.validated)
         bindings = _bindings(session, sink.system, list(docs))
         writes = _BatchWrites()
         planned = _plan_batch(items, docs, bindings, was_in_flight, sink, settings, writes, result)
@@ -373,6 +412,17 @@ def _push_batch(
         writes.write(session)
     if outage is not None:
         raise outage  # after the commit: what landed is bound
+
+
+def _documents(
+    session: Session, invoice_ids: list[int], validated: dict[int, InvoiceDocument]
+) -> dict[int, InvoiceDocument]:
+    """The batch's documents: as validated earlier in this process where kept, read otherwise."""
+    docs = {i: validated[i] for i in invoice_ids if i in validated}
+    missing = [i for i in invoice_ids if i not in docs]
+    if missing:
+        docs.update(load_documents(session, missing))
+    return docs
 
 
 def _send_concurrently(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.db import session_scope
 from crm_core.models import DeadLetter, DeliveryQueueItem, OutboxEvent, QuarantinedRecord, SyncCursor
-from crm_core.types import now_utc
+from crm_core.types import TZDateTime, now_utc
 from hub.secrets import redact, redact_mapping
 
 INVOICE_TOPICS = ("invoice.issued", "invoice.changed")
@@ -228,12 +228,18 @@ def due_count(session: Session, system: str, now: datetime) -> int:
     return due_summary(session, system, now)[0]
 
 
+_QUEUE_TABLE = cast(sa.Table, DeliveryQueueItem.__table__)
+# Core, built once: the ORM's bulk UPDATE (session synchronisation, per-call compile) cost ~10 µs per
+# pushed record (P11).
+_IN_FLIGHT = (
+    sa.update(_QUEUE_TABLE)
+    .where(_QUEUE_TABLE.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(state="in_flight", updated_at=sa.bindparam("now", type_=TZDateTime()))
+)
+
+
 def mark_in_flight(session: Session, item_ids: Sequence[int]) -> None:
-    session.execute(
-        sa.update(DeliveryQueueItem)
-        .where(DeliveryQueueItem.id.in_(item_ids))
-        .values(state="in_flight", updated_at=now_utc())
-    )
+    session.connection().execute(_IN_FLIGHT, {"ids": list(item_ids), "now": now_utc()})
 
 
 def schedule_retry(

@@ -108,6 +108,30 @@ def test_poison_invoice_is_quarantined_the_rest_land_and_a_replay_after_the_fix_
     assert run_push(world.engine, world.sink, SETTINGS).erp_writes == 0
 
 
+def test_what_leaves_is_what_was_validated_when_the_data_changes_in_between(world: World) -> None:
+    """prepare + execute in one process (hub push): the send uses the documents validation read."""
+    from crm_core.models import InvoiceLine
+    from hub.push.engine import execute_push, prepare_push
+
+    with session_scope(world.engine) as session:
+        bad = Product(sku="SKU-NOCODE", name="无编码", erp_material_code=None, unit="PCS")
+        session.add(bad)
+        session.flush()
+        bad_id = bad.id
+    ids = world.make_invoices(3)
+    result = prepare_push(world.engine, world.sink, SETTINGS)
+    assert (len(result.validated), result.quarantined) == (3, 0)
+    with session_scope(world.engine) as session:  # a line now points at a product with no ERP code
+        session.execute(
+            sa.update(InvoiceLine).where(InvoiceLine.invoice_id == ids[0]).values(product_id=bad_id)
+        )
+    execute_push(world.engine, world.sink, SETTINGS, result)
+    assert (result.pushed, result.quarantined, result.dead_lettered) == (3, 0, 0)
+    assert result.validated == {}  # released after the send
+    assert len(world.ledger_bill_numbers()) == 3
+    assert _states(world) == Counter({"done": 3})
+
+
 def test_a_mostly_bad_batch_blocks_the_whole_push(world: World) -> None:
     with session_scope(world.engine) as session:
         bad = Product(sku="SKU-NOCODE", name="无编码", erp_material_code=None, unit="PCS")

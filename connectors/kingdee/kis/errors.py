@@ -368,6 +368,10 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
+# One decoder for every reply: json.loads with parse_float builds a new decoder (and scanner) per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 def read_envelope(response: requests.Response, operation: str) -> tuple[Any, Failure | None]:
     """Parse a reply. Returns ``(data, None)`` on ``errcode == 0``, else ``(None, failure)``.
 
@@ -379,8 +383,9 @@ def read_envelope(response: requests.Response, operation: str) -> tuple[Any, Fai
     try:
         encoding = (response.encoding or "utf-8").lower()
         content = response.content
-        text = content if encoding in ("utf-8", "utf8") else content.decode(encoding)
-        body = json.loads(text, parse_float=Decimal)  # json reads UTF-8 bytes as they are
+        # utf-8-sig: a gateway reply starting with a BOM parses, as json.loads(bytes) allowed
+        text = content.decode("utf-8-sig" if encoding in ("utf-8", "utf8") else encoding)
+        body = _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError, LookupError):
         body = None
     if status < 300 and isinstance(body, dict) and body.get("errcode") in (0, "0"):
