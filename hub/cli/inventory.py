@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,6 +21,9 @@ from rich.table import Table
 
 from hub.cli.main import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEMS, EXIT_UNREACHABLE
 from hub.errors import AuthError, ConfigError, HubError, InfrastructureError, TransientError
+
+if TYPE_CHECKING:
+    from hub.inventory.pull import FileResult, PullReport
 
 console = Console()
 err_console = Console(stderr=True)
@@ -54,37 +58,49 @@ def _today() -> dt.date:
     return dt.datetime.now(ZoneInfo(SHANGHAI)).date()
 
 
-# ------------------------------------------------------------------------------------------ pull inventory
+# ------------------------------------------------------------------------------------------ pull (shared)
+
+_STATUS_STYLES = {"refused": "red", "loaded": "green", "waiting": "yellow"}
 
 
-@pull_app.command("inventory")
-def pull_inventory(
-    connection: str | None = typer.Option(
+def _connection_option(stream: str) -> Any:
+    return typer.Option(
         None,
         "--connection",
         "-c",
-        help="Connection in hub.yaml (default: every one with an inventory stream).",
-    ),
-    max_shrink: float | None = typer.Option(
-        None,
-        min=0,
-        max=1,
-        help="Refuse a snapshot whose row count fell by more than this share (default 0.5).",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
-    """Pull inventory snapshots (KIS ICInventory/List or SFTP CSV drops) into the store."""
+        help=f"Connection in hub.yaml (default: every one with an {stream} stream).",
+    )
+
+
+def _max_shrink_option(help_text: str) -> Any:
+    return typer.Option(None, min=0, max=1, help=help_text)
+
+
+def _json_option() -> Any:
+    return typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def _pull_sources(
+    find_sources: Callable[[Any], Sequence[Any]],
+    pull_one: Callable[..., PullReport[Any]],
+    *,
+    none_enabled: str,
+    doing: str,
+    as_json: bool,
+) -> list[PullReport[Any]]:
+    """Pull every source ``find_sources(project)`` returns with ``pull_one``, a spinner per source.
+
+    A ``HubError`` exits with its code (see ``_fail``); ``none_enabled`` explains an empty source list.
+    """
     from crm_core.db import hub_home, make_engine
     from hub.config.project import load_project
-    from hub.inventory.pull import FileResult, policy_for, pull_source
-    from hub.inventory.sources import inventory_sources
 
-    reports = []
+    reports: list[PullReport[Any]] = []
     try:
         project = load_project()
-        sources = inventory_sources(project, connection)
+        sources = find_sources(project)
         if not sources:
-            raise ConfigError(f"{project.path}: no connection has an enabled inventory stream.")
+            raise ConfigError(f"{project.path}: {none_enabled}")
         engine = make_engine()
         with Progress(
             SpinnerColumn(),
@@ -95,25 +111,43 @@ def pull_inventory(
             transient=True,
         ) as progress:
             for source in sources:
-                task = progress.add_task(f"{source.name}: pulling", total=None)
+                task = progress.add_task(f"{source.name}: {doing}", total=None)
 
                 def on_file(result: FileResult[Any], task: Any = task, name: str = source.name) -> None:
                     progress.update(task, description=f"{name}: {result.path} {result.status}")
 
                 reports.append(
-                    pull_source(
+                    pull_one(
                         engine,
                         source,
                         local_dir=hub_home() / "downloads",
                         where=str(project.path),
-                        policy=policy_for(source, max_shrink=max_shrink),
                         on_file=on_file,
                     )
                 )
                 progress.remove_task(task)
     except HubError as exc:
         raise _fail(exc, as_json) from exc
+    return reports
 
+
+def _report_pulls(
+    reports: list[PullReport[Any]],
+    *,
+    as_json: bool,
+    outcome_fields: Callable[[Any], dict[str, Any]],
+    title: str,
+    path_column: str,
+    outcome_columns: Sequence[str],
+    outcome_cells: Callable[[Any], Sequence[str]],
+    refused_alert: str,
+) -> NoReturn:
+    """Print the files of ``reports`` (one JSON document or a table) and exit: 1 when any was refused or had
+    rows quarantined, else 0.
+
+    A file's outcome, when it has one, adds ``outcome_fields`` to its JSON object and ``outcome_cells``
+    (under ``outcome_columns``) to its table row; ``refused_alert`` follows the count of refused files.
+    """
     refused = [o for r in reports for o in r.refused]
     rejected = sum(o.rows_rejected for r in reports for o in r.loaded)
     if as_json:
@@ -123,48 +157,78 @@ def pull_inventory(
                 "path": f.path,
                 "status": f.status,
                 "message": f.message,
-                **(
-                    {
-                        "snapshot_id": f.outcome.snapshot_id,
-                        "rows_read": f.outcome.rows_read,
-                        "rows_loaded": f.outcome.rows_loaded,
-                        "rows_rejected": f.outcome.rows_rejected,
-                        "disappeared": f.outcome.diff.disappeared_count if f.outcome.diff else None,
-                    }
-                    if f.outcome
-                    else {}
-                ),
+                **(outcome_fields(f.outcome) if f.outcome else {}),
             }
             for r in reports
             for f in r.files
         ]
         typer.echo(json.dumps({"ok": not refused, "files": out}, ensure_ascii=False))
     else:
-        table = Table(title="Inventory pull")
-        for column in ("source", "file / listing", "status", "loaded", "rejected", "disappeared", "note"):
+        table = Table(title=title)
+        for column in ("source", path_column, "status", *outcome_columns, "note"):
             table.add_column(column)
         for r in reports:
             for f in r.files:
-                o = f.outcome
-                style = {"refused": "red", "loaded": "green", "waiting": "yellow"}.get(f.status, "")
+                style = _STATUS_STYLES.get(f.status, "")
                 table.add_row(
                     r.source,
                     escape(f.path),
                     f"[{style}]{f.status}[/{style}]" if style else f.status,
-                    str(o.rows_loaded) if o else "",
-                    str(o.rows_rejected) if o else "",
-                    str(o.diff.disappeared_count) if o and o.diff else "",
+                    *(outcome_cells(f.outcome) if f.outcome else [""] * len(outcome_columns)),
                     escape(f.message[:120]),
                 )
         console.print(table)
         if refused:
-            err_console.print(
-                f"[red]{len(refused)} snapshot(s) refused; the previous snapshot stays in force. "
-                "Alert ops.[/red]"
-            )
+            err_console.print(f"[red]{len(refused)} {refused_alert} Alert ops.[/red]")
         elif rejected:
             err_console.print(f"[yellow]{rejected} row(s) quarantined; see the quarantine table.[/yellow]")
     raise typer.Exit(EXIT_PROBLEMS if refused or rejected else EXIT_OK)
+
+
+# ------------------------------------------------------------------------------------------ pull inventory
+
+
+@pull_app.command("inventory")
+def pull_inventory(
+    connection: str | None = _connection_option("inventory"),
+    max_shrink: float | None = _max_shrink_option(
+        "Refuse a snapshot whose row count fell by more than this share (default 0.5)."
+    ),
+    as_json: bool = _json_option(),
+) -> None:
+    """Pull inventory snapshots (KIS ICInventory/List or SFTP CSV drops) into the store."""
+    from hub.inventory.pull import policy_for, pull_source
+    from hub.inventory.sources import inventory_sources
+
+    reports = _pull_sources(
+        lambda project: inventory_sources(project, connection),
+        lambda engine, source, **pull_args: pull_source(
+            engine, source, policy=policy_for(source, max_shrink=max_shrink), **pull_args
+        ),
+        none_enabled="no connection has an enabled inventory stream.",
+        doing="pulling",
+        as_json=as_json,
+    )
+    _report_pulls(
+        reports,
+        as_json=as_json,
+        outcome_fields=lambda o: {
+            "snapshot_id": o.snapshot_id,
+            "rows_read": o.rows_read,
+            "rows_loaded": o.rows_loaded,
+            "rows_rejected": o.rows_rejected,
+            "disappeared": o.diff.disappeared_count if o.diff else None,
+        },
+        title="Inventory pull",
+        path_column="file / listing",
+        outcome_columns=("loaded", "rejected", "disappeared"),
+        outcome_cells=lambda o: (
+            str(o.rows_loaded),
+            str(o.rows_rejected),
+            str(o.diff.disappeared_count) if o.diff else "",
+        ),
+        refused_alert="snapshot(s) refused; the previous snapshot stays in force.",
+    )
 
 
 # ------------------------------------------------------------------------------------------- pull supply
@@ -172,107 +236,41 @@ def pull_inventory(
 
 @pull_app.command("supply")
 def pull_supply(
-    connection: str | None = typer.Option(
-        None,
-        "--connection",
-        "-c",
-        help="Connection in hub.yaml (default: every one with an incoming_supply stream).",
+    connection: str | None = _connection_option("incoming_supply"),
+    max_shrink: float | None = _max_shrink_option(
+        "Refuse a file that shrinks the open supply by more than this share (default: the stream's)."
     ),
-    max_shrink: float | None = typer.Option(
-        None,
-        min=0,
-        max=1,
-        help="Refuse a file that shrinks the open supply by more than this share (default: the stream's).",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: bool = _json_option(),
 ) -> None:
     """Pull incoming supply (open purchase / production orders with ETA) from SFTP CSV drops."""
-    from crm_core.db import hub_home, make_engine
-    from hub.config.project import load_project
     from hub.inventory import supply
 
-    reports = []
-    try:
-        project = load_project()
-        sources = supply.supply_sources(project, connection)
-        if not sources:
-            raise ConfigError(
-                f"{project.path}: no connection has an enabled incoming_supply stream (the erp_sftp_csv "
-                "template ships it commented out)."
-            )
-        engine = make_engine()
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=as_json,
-            transient=True,
-        ) as progress:
-            for source in sources:
-                task = progress.add_task(f"{source.name}: pulling supply", total=None)
-
-                def on_file(result: Any, task: Any = task, name: str = source.name) -> None:
-                    progress.update(task, description=f"{name}: {result.path} {result.status}")
-
-                reports.append(
-                    supply.pull_supply(
-                        engine,
-                        source,
-                        local_dir=hub_home() / "downloads",
-                        where=str(project.path),
-                        policy=supply.policy_for(source, max_shrink=max_shrink),
-                        on_file=on_file,
-                    )
-                )
-                progress.remove_task(task)
-    except HubError as exc:
-        raise _fail(exc, as_json) from exc
-
-    refused = [o for r in reports for o in r.refused]
-    rejected = sum(o.rows_rejected for r in reports for o in r.loaded)
+    reports = _pull_sources(
+        lambda project: supply.supply_sources(project, connection),
+        lambda engine, source, **pull_args: supply.pull_supply(
+            engine, source, policy=supply.policy_for(source, max_shrink=max_shrink), **pull_args
+        ),
+        none_enabled="no connection has an enabled incoming_supply stream (the erp_sftp_csv "
+        "template ships it commented out).",
+        doing="pulling supply",
+        as_json=as_json,
+    )
     fields = ("rows_read", "rows_loaded", "rows_rejected", "rows_closed", "previous_rows")
-    if as_json:
-        out = [
-            {
-                "source": r.source,
-                "path": f.path,
-                "status": f.status,
-                "message": f.message,
-                **({k: getattr(f.outcome, k) for k in fields} if f.outcome else {}),
-            }
-            for r in reports
-            for f in r.files
-        ]
-        typer.echo(json.dumps({"ok": not refused, "files": out}, ensure_ascii=False))
-    else:
-        table = Table(title="Incoming supply pull")
-        for column in ("source", "file", "status", "loaded", "was", "rejected", "closed", "note"):
-            table.add_column(column)
-        for r in reports:
-            for f in r.files:
-                o = f.outcome
-                style = {"refused": "red", "loaded": "green", "waiting": "yellow"}.get(f.status, "")
-                table.add_row(
-                    r.source,
-                    escape(f.path),
-                    f"[{style}]{f.status}[/{style}]" if style else f.status,
-                    *(
-                        (str(o.rows_loaded), str(o.previous_rows), str(o.rows_rejected), str(o.rows_closed))
-                        if o
-                        else ("", "", "", "")
-                    ),
-                    escape(f.message[:120]),
-                )
-        console.print(table)
-        if refused:
-            err_console.print(
-                f"[red]{len(refused)} supply file(s) refused; the previous supply stays in force. "
-                "Alert ops.[/red]"
-            )
-        elif rejected:
-            err_console.print(f"[yellow]{rejected} row(s) quarantined; see the quarantine table.[/yellow]")
-    raise typer.Exit(EXIT_PROBLEMS if refused or rejected else EXIT_OK)
+    _report_pulls(
+        reports,
+        as_json=as_json,
+        outcome_fields=lambda o: {k: getattr(o, k) for k in fields},
+        title="Incoming supply pull",
+        path_column="file",
+        outcome_columns=("loaded", "was", "rejected", "closed"),
+        outcome_cells=lambda o: (
+            str(o.rows_loaded),
+            str(o.previous_rows),
+            str(o.rows_rejected),
+            str(o.rows_closed),
+        ),
+        refused_alert="supply file(s) refused; the previous supply stays in force.",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ promise
@@ -320,7 +318,7 @@ def promise(
     ),
     top: int = typer.Option(20, min=1, help="At-risk lines to list."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and report, write nothing."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: bool = _json_option(),
 ) -> None:
     """Promise a delivery date to every open order and quote line, store them and queue CRM events."""
     from crm_core.db import make_engine
