@@ -73,6 +73,9 @@ class Refusable(Protocol):
     @property
     def refused(self) -> bool: ...
 
+    @property
+    def refused_reason(self) -> str | None: ...
+
 
 OutcomeT = TypeVar("OutcomeT", bound=Refusable)
 
@@ -393,6 +396,76 @@ def _process_streamed(
     return FileResult(remote.path, "loaded", outcome)
 
 
+# The per-file steps every SFTP stream shares (inventory snapshots here, incoming supply in
+# hub.inventory.supply); what a stream records and loads comes in as a callable.
+
+
+def download_or_refuse(
+    client: SftpDropClient, remote: RemoteFile, refuse: Callable[[str], OutcomeT]
+) -> DownloadedFile | FileResult[OutcomeT]:
+    """Download ``remote``, or say why not: still changing (waiting), or content that fails its
+    manifest's sha256 (recorded by ``refuse(reason)``, moved to failed/)."""
+    try:
+        return client.download(remote)
+    except FileChangedError as exc:
+        return FileResult(remote.path, "waiting", message=str(exc))
+    except FileRejectedError as exc:  # content does not match its manifest's sha256
+        outcome = refuse(str(exc))
+        client.move_to_failed(remote, reason=str(exc))
+        return FileResult(remote.path, "refused", outcome, str(exc))
+
+
+def take_downloaded(
+    engine: sa.Engine,
+    client: SftpDropClient,
+    remote: RemoteFile,
+    downloaded: DownloadedFile,
+    *,
+    registry: str,
+    load: Callable[[FileIdentity], OutcomeT],
+) -> FileResult[OutcomeT]:
+    """Archive the file again if ``registry`` (``processed_files.source``) has it, else ``load`` it and
+    settle it on the server; the local copy is removed either way."""
+    try:
+        with engine.connect() as conn:
+            seen = already_processed(conn, source=registry, path=remote.path, sha256=downloaded.sha256)
+        if seen:
+            client.archive(remote)
+            return FileResult(remote.path, "duplicate", message="already processed; archived again")
+        outcome = load(FileIdentity(remote.path, downloaded.size, downloaded.sha256))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            Path(downloaded.local_path).unlink()
+    if outcome.refused:
+        client.move_to_failed(remote, reason=outcome.refused_reason)
+        return FileResult(remote.path, "refused", outcome, outcome.refused_reason or "")
+    client.archive(remote)
+    return FileResult(remote.path, "loaded", outcome)
+
+
+def pull_drop(
+    client: SftpDropClient,
+    process: Callable[[RemoteFile], FileResult[OutcomeT]],
+    *,
+    source: str,
+    label: str,
+    on_file: Callable[[FileResult[OutcomeT]], None] | None,
+    logger: logging.Logger = log,
+) -> PullReport[OutcomeT]:
+    """``process`` every complete file of the drop, oldest first (``on_file`` after each); files still
+    being written are reported as waiting. ``label`` starts each file's log line."""
+    report: PullReport[OutcomeT] = PullReport(source)
+    for remote in client.list_complete_files():
+        result = process(remote)
+        report.files.append(result)
+        logger.info("%s: %s %s %s", label, remote.path, result.status, result.message)
+        if on_file is not None:
+            on_file(result)
+    for path, reason in getattr(client, "waiting", []):
+        report.files.append(FileResult(path, "waiting", message=reason))
+    return report
+
+
 def _process_file(
     engine: sa.Engine,
     client: SftpDropClient,
@@ -415,22 +488,17 @@ def _process_file(
             return streamed
         downloaded = streamed  # the download started over: load the file it left, as below
     else:
-        try:
-            downloaded = client.download(remote)
-        except FileChangedError as exc:
-            return FileResult(remote.path, "waiting", message=str(exc))
-        except FileRejectedError as exc:  # content does not match its manifest's sha256
-            outcome = refuse_snapshot(engine, source=source, origin=remote.path, reason=str(exc))
-            client.move_to_failed(remote, reason=str(exc))
-            return FileResult(remote.path, "refused", outcome, str(exc))
+        fetched = download_or_refuse(
+            client,
+            remote,
+            lambda reason: refuse_snapshot(engine, source=source, origin=remote.path, reason=reason),
+        )
+        if isinstance(fetched, FileResult):
+            return fetched
+        downloaded = fetched
     stages["download"] = time.perf_counter() - started
-    identity = FileIdentity(remote.path, downloaded.size, downloaded.sha256)
-    try:
-        with engine.connect() as conn:
-            seen = already_processed(conn, source=source, path=remote.path, sha256=downloaded.sha256)
-        if seen:
-            client.archive(remote)
-            return FileResult(remote.path, "duplicate", message="already processed; archived again")
+
+    def load(identity: FileIdentity) -> SnapshotOutcome:
         try:
             if engine.dialect.name == "postgresql":
                 outcome = _ingest_in_blocks(
@@ -472,15 +540,9 @@ def _process_file(
                     known_warehouses=catalog.warehouses,
                     file=identity,
                 )
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            Path(downloaded.local_path).unlink()
-    outcome = replace(outcome, stages={**stages, **outcome.stages})
-    if outcome.refused:
-        client.move_to_failed(remote, reason=outcome.refused_reason)
-        return FileResult(remote.path, "refused", outcome, outcome.refused_reason or "")
-    client.archive(remote)
-    return FileResult(remote.path, "loaded", outcome)
+        return replace(outcome, stages={**stages, **outcome.stages})
+
+    return take_downloaded(engine, client, remote, downloaded, registry=source, load=load)
 
 
 def pull_sftp(
@@ -499,26 +561,15 @@ def pull_sftp(
     On PostgreSQL a file is loaded in blocks of about ``block_bytes`` (each COPYed while the next one
     is parsed, all in one transaction: :func:`hub.inventory.snapshot.ingest_snapshot_stream`).
     """
-    catalog = catalog or Catalog.from_store(engine)
-    report: PullReport[SnapshotOutcome] = PullReport(source)
-    for remote in client.list_complete_files():
-        result = _process_file(
-            engine,
-            client,
-            remote,
-            dialect,
-            source=source,
-            policy=policy,
-            catalog=catalog,
+    known = catalog or Catalog.from_store(engine)
+
+    def process(remote: RemoteFile) -> FileResult[SnapshotOutcome]:
+        return _process_file(
+            engine, client, remote, dialect, source=source, policy=policy, catalog=known,
             block_bytes=block_bytes,
-        )
-        report.files.append(result)
-        log.info("%s: %s %s %s", source, remote.path, result.status, result.message)
-        if on_file is not None:
-            on_file(result)
-    for path, reason in getattr(client, "waiting", []):
-        report.files.append(FileResult(path, "waiting", message=reason))
-    return report
+        )  # fmt: skip
+
+    return pull_drop(client, process, source=source, label=source, on_file=on_file)
 
 
 # ------------------------------------------------------------------------------------- configured sources

@@ -35,7 +35,6 @@ promise run that follows writes ``promise.changed`` for every line whose date mo
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import tempfile
@@ -53,27 +52,24 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from connectors.filedrop import SOURCE_LINE as READER_LINE
-from connectors.filedrop import (
-    CsvDialect,
-    FileChangedError,
-    FileRejectedError,
-    SftpSettings,
-    read_csv_file,
-)
+from connectors.filedrop import CsvDialect, FileRejectedError, SftpSettings, read_csv_file
 from crm_core.models import IncomingSupply
 from hub.config.models import ErpSftpCsvTemplate
 from hub.config.models.files import CsvDropStream
 from hub.config.project import Project
 from hub.errors import ConfigError
-from hub.inventory.load import (
-    FileIdentity,
-    already_processed,
-    record_processed_file,
-    write_quarantine,
+from hub.inventory.load import FileIdentity, record_processed_file, write_quarantine
+from hub.inventory.pull import (
+    Catalog,
+    FileResult,
+    FileStatus,
+    PullReport,
+    download_or_refuse,
+    pull_drop,
+    take_downloaded,
 )
-from hub.inventory.pull import Catalog, FileResult, FileStatus, PullReport
 from hub.inventory.sources import csv_dialect, sftp_settings
-from hub.inventory.validate import RowReject
+from hub.inventory.validate import RowReject, add_parse_reasons
 from hub.quality import Rule, validate_frame
 
 if TYPE_CHECKING:
@@ -348,15 +344,7 @@ def validate_supply(
                 item["value"] = ""
             items.append(item)
         reasons[int(line)] = items
-    for problem in parse_problems:
-        reasons.setdefault(int(problem.line), []).append(
-            {
-                "rule": "parse",
-                "column": str(problem.column or ""),
-                "reason": str(problem.reason),
-                "value": "" if problem.value is None else str(problem.value),
-            }
-        )
+    add_parse_reasons(reasons, parse_problems)
     bad = np.fromiter(outcome.failures.keys(), dtype=np.int64, count=len(outcome.failures))
     accepted = frame.loc[~frame[SOURCE_LINE].isin(bad)].reset_index(drop=True)
     if rows_read is None:
@@ -572,23 +560,14 @@ def _process_file(
     policy: SupplyPolicy,
     catalog: Catalog,
 ) -> SupplyFileResult:
-    try:
-        downloaded = client.download(remote)
-    except FileChangedError as exc:
-        return SupplyFileResult(remote.path, "waiting", message=str(exc))
-    except FileRejectedError as exc:  # content does not match its manifest's sha256
-        outcome = refuse_supply(engine, source=source, origin=remote.path, reason=str(exc))
-        client.move_to_failed(remote, reason=str(exc))
-        return SupplyFileResult(remote.path, "refused", outcome, str(exc))
-    identity = FileIdentity(remote.path, downloaded.size, downloaded.sha256)
-    try:
-        with engine.connect() as conn:
-            seen = already_processed(
-                conn, source=registry_source(source), path=remote.path, sha256=downloaded.sha256
-            )
-        if seen:
-            client.archive(remote)
-            return SupplyFileResult(remote.path, "duplicate", message="already processed; archived again")
+    fetched = download_or_refuse(
+        client, remote, lambda reason: refuse_supply(engine, source=source, origin=remote.path, reason=reason)
+    )
+    if isinstance(fetched, FileResult):
+        return fetched
+    downloaded = fetched
+
+    def load(identity: FileIdentity) -> SupplyOutcome:
         try:
             parsed = read_csv_file(
                 downloaded.local_path,
@@ -597,28 +576,21 @@ def _process_file(
                 display_name=remote.path,
             )
         except FileRejectedError as exc:
-            outcome = refuse_supply(engine, source=source, origin=remote.path, reason=str(exc), file=identity)
-        else:
-            frame, closed = supply_frame(parsed.frame)
-            checked = validate_supply(
-                frame,
-                known_materials=catalog.materials,
-                known_warehouses=catalog.warehouses,
-                parse_problems=parsed.problems,
-                rows_read=parsed.rows_read,
-                rows_closed=closed,
-            )
-            outcome = replace_supply(
-                engine, source=source, checked=checked, origin=remote.path, policy=policy, file=identity
-            )
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            Path(downloaded.local_path).unlink()
-    if outcome.refused:
-        client.move_to_failed(remote, reason=outcome.refused_reason)
-        return SupplyFileResult(remote.path, "refused", outcome, outcome.refused_reason or "")
-    client.archive(remote)
-    return SupplyFileResult(remote.path, "loaded", outcome)
+            return refuse_supply(engine, source=source, origin=remote.path, reason=str(exc), file=identity)
+        frame, closed = supply_frame(parsed.frame)
+        checked = validate_supply(
+            frame,
+            known_materials=catalog.materials,
+            known_warehouses=catalog.warehouses,
+            parse_problems=parsed.problems,
+            rows_read=parsed.rows_read,
+            rows_closed=closed,
+        )
+        return replace_supply(
+            engine, source=source, checked=checked, origin=remote.path, policy=policy, file=identity
+        )
+
+    return take_downloaded(engine, client, remote, downloaded, registry=registry_source(source), load=load)
 
 
 def pull_supply_sftp(
@@ -632,18 +604,13 @@ def pull_supply_sftp(
     on_file: Callable[[SupplyFileResult], None] | None = None,
 ) -> SupplyPullReport:
     """Process every complete supply file of the drop, oldest first (the newest one ends in force)."""
-    catalog = catalog or Catalog.from_store(engine)
-    policy = policy or SupplyPolicy()
-    report = SupplyPullReport(source)
-    for remote in client.list_complete_files():
-        result = _process_file(engine, client, remote, dialect, source=source, policy=policy, catalog=catalog)
-        report.files.append(result)
-        log.info("%s supply: %s %s %s", source, remote.path, result.status, result.message)
-        if on_file is not None:
-            on_file(result)
-    for path, reason in getattr(client, "waiting", []):
-        report.files.append(SupplyFileResult(path, "waiting", message=reason))
-    return report
+    known = catalog or Catalog.from_store(engine)
+    rules = policy or SupplyPolicy()
+
+    def process(remote: RemoteFile) -> SupplyFileResult:
+        return _process_file(engine, client, remote, dialect, source=source, policy=rules, catalog=known)
+
+    return pull_drop(client, process, source=source, label=f"{source} supply", on_file=on_file, logger=log)
 
 
 def pull_supply(

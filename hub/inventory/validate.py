@@ -247,6 +247,20 @@ def _suspects(frame: pd.DataFrame, checks: dict[str, np.ndarray]) -> pd.DataFram
     return compact.reset_index(drop=True)
 
 
+def add_parse_reasons(reasons: dict[int, list[dict[str, str]]], parse_problems: Iterable[Any]) -> None:
+    """Add the rows the reader already rejected (objects with ``line``, ``column``, ``value``,
+    ``reason``) to ``reasons`` (quarantine reasons by line), as rule ``parse``."""
+    for problem in parse_problems:
+        reasons.setdefault(int(problem.line), []).append(
+            {
+                "rule": "parse",
+                "column": str(problem.column or ""),
+                "reason": str(problem.reason),
+                "value": "" if problem.value is None else str(problem.value),
+            }
+        )
+
+
 def validate_snapshot(
     frame: pd.DataFrame,
     *,
@@ -297,15 +311,7 @@ def validate_snapshot(
                 item["value"] = str(values.at[int(line), item["column"]])
             items.append(item)
         reasons[int(line)] = items
-    for problem in parse_problems:
-        reasons.setdefault(int(problem.line), []).append(
-            {
-                "rule": "parse",
-                "column": str(problem.column or ""),
-                "reason": str(problem.reason),
-                "value": "" if problem.value is None else str(problem.value),
-            }
-        )
+    add_parse_reasons(reasons, parse_problems)
     bad_lines = np.fromiter(outcome.failures.keys(), dtype=np.int64, count=len(outcome.failures))
     keep = ~frame[c.SOURCE_LINE].isin(bad_lines).to_numpy()
     if keep.all():  # the usual case: no copy of a million rows
