@@ -13,17 +13,21 @@ the job as soon as a complete file lands.
 """
 
 import datetime as dt
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import yaml
 
+from connectors.filedrop.sftp import RemoteFile
 from crm_core.db import hub_home
 from crm_core.types import SHANGHAI, now_utc
 from hub.alerts import send_alert
 from hub.config.project import Project
 from hub.errors import ConfigError
-from hub.inventory.pull import pull_source
+from hub.inventory.pull import PullReport, pull_source
 from hub.inventory.sources import InventorySource
 from hub.inventory.supply import SupplySource, complete_supply_files, pull_supply
 from hub.inventory.watch import complete_files
@@ -96,90 +100,137 @@ def promises_definitions(
     return dg.Definitions(assets=[delivery_promises])
 
 
-def inventory_definitions(source: InventorySource, cron: str, timezone: str) -> dg.Definitions:
+def _pulled_stream_definitions(
+    source: InventorySource | SupplySource,
+    cron: str,
+    timezone: str,
+    *,
+    key: dg.AssetKey,
+    kind: str,
+    description: str,
+    pull: Callable[..., PullReport[Any]],
+    counted: str,
+    summed: tuple[str, ...],
+    refused_what: str,
+    kept_what: str,
+    check_name: str,
+    check_description: str,
+    job_name: str,
+    pulled_what: str,
+    sensor: Callable[[Any], dg.SensorDefinition] | None,
+) -> dg.Definitions:
+    """One pulled stream of a connection (inventory snapshot or incoming supply): the asset that pulls and
+    alerts ops on each refused file, its check, its job (the stream, then the promises), the job's schedule
+    and, when given, its file-landed sensor. The metadata counts ``<counted>_loaded``/``_refused`` files and
+    sums the ``summed`` outcome counters over every file taken."""
     name = source.name
-    key = snapshot_key(name)
 
-    @dg.asset(
-        key=key,
-        group_name="inventory",
-        kinds={"kingdee" if source.kind == "kingdee_kis" else "sftp"},
-        description=f"On-hand stock from {name}; a suspicious snapshot is refused, the last good one kept.",
-    )
-    def inventory_snapshot(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
+    @dg.asset(key=key, group_name="inventory", kinds={kind}, description=description)
+    def pulled_stream(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
         project = hub.project()
-        report = pull_source(
-            hub.engine(), source, local_dir=Path(hub_home()) / "downloads", where=str(project.path)
-        )
+        report = pull(hub.engine(), source, local_dir=Path(hub_home()) / "downloads", where=str(project.path))
         for outcome in report.refused:
             send_alert(
                 project,
                 "snapshot_rejected",
-                f"Inventory snapshot from {name} refused",
-                f"{outcome.origin}: {outcome.refused_reason}\nThe previous snapshot stays in force.",
+                f"{refused_what} from {name} refused",
+                f"{outcome.origin}: {outcome.refused_reason}\nThe previous {kept_what} stays in force.",
                 severity="error",
             )
         return dg.MaterializeResult(
             metadata={
-                "snapshots_loaded": dg.MetadataValue.int(len(report.loaded)),
-                "snapshots_refused": dg.MetadataValue.int(len(report.refused)),
+                f"{counted}_loaded": dg.MetadataValue.int(len(report.loaded)),
+                f"{counted}_refused": dg.MetadataValue.int(len(report.refused)),
                 "rows_loaded": dg.MetadataValue.int(sum(o.rows_loaded for o in report.loaded)),
-                "rows_rejected": dg.MetadataValue.int(sum(o.rows_rejected for o in report.outcomes)),
+                **{
+                    counter: dg.MetadataValue.int(sum(getattr(o, counter) for o in report.outcomes))
+                    for counter in summed
+                },
                 "refused_reasons": dg.MetadataValue.json([o.refused_reason for o in report.refused]),
             }
         )
 
-    @dg.asset_check(
-        asset=key,
-        name="snapshot_accepted",
-        description="Fails when the last pull's snapshot was refused (previous one kept in force).",
-    )
-    def snapshot_accepted(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        refused = int(latest_metadata(context, key).get("snapshots_refused", 0))  # type: ignore[call-overload]
+    @dg.asset_check(asset=key, name=check_name, description=check_description)
+    def pull_accepted(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        refused = int(latest_metadata(context, key).get(f"{counted}_refused", 0))  # type: ignore[call-overload]
         return dg.AssetCheckResult(
             passed=refused == 0,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"snapshots_refused": dg.MetadataValue.int(refused)},
+            metadata={f"{counted}_refused": dg.MetadataValue.int(refused)},
         )
 
     job = dg.define_asset_job(
-        f"{name}_inventory",
+        job_name,
         selection=dg.AssetSelection.assets(key, PROMISES_KEY),
-        description=f"Pull inventory from {name}, then promise delivery dates.",
+        description=f"Pull {pulled_what} from {name}, then promise delivery dates.",
     )
     schedule = dg.ScheduleDefinition(
-        name=f"{name}_inventory_schedule",
+        name=f"{job_name}_schedule",
         job=job,
         cron_schedule=cron,
         execution_timezone=timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
-    sensors = [file_landed_sensor(source, job)] if source.kind == "erp_sftp_csv" else []
     return dg.Definitions(
-        assets=[inventory_snapshot],
-        asset_checks=[snapshot_accepted],
+        assets=[pulled_stream],
+        asset_checks=[pull_accepted],
         jobs=[job],
         schedules=[schedule],
-        sensors=sensors,
+        sensors=[sensor(job)] if sensor else [],
     )
 
 
-def file_landed_sensor(source: InventorySource, job) -> dg.SensorDefinition:  # type: ignore[no-untyped-def]
-    """Starts a pull as soon as a complete, not yet processed file is on the SFTP server."""
+def inventory_definitions(source: InventorySource, cron: str, timezone: str) -> dg.Definitions:
+    name = source.name
+    return _pulled_stream_definitions(
+        source,
+        cron,
+        timezone,
+        key=snapshot_key(name),
+        kind="kingdee" if source.kind == "kingdee_kis" else "sftp",
+        description=f"On-hand stock from {name}; a suspicious snapshot is refused, the last good one kept.",
+        pull=pull_source,
+        counted="snapshots",
+        summed=("rows_rejected",),
+        refused_what="Inventory snapshot",
+        kept_what="snapshot",
+        check_name="snapshot_accepted",
+        check_description="Fails when the last pull's snapshot was refused (previous one kept in force).",
+        job_name=f"{name}_inventory",
+        pulled_what="inventory",
+        sensor=partial(file_landed_sensor, source) if source.kind == "erp_sftp_csv" else None,
+    )
 
-    @dg.sensor(
+
+def file_landed_sensor(source: InventorySource, job: Any) -> dg.SensorDefinition:
+    """Starts a pull as soon as a complete, not yet processed file is on the SFTP server."""
+    return _file_landed_sensor(
+        source,
+        job,
         name=f"{source.name}_file_landed",
-        job=job,
-        minimum_interval_seconds=120,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        list_files=complete_files,
+        skip_reason="no new complete file",
+    )
+
+
+def _file_landed_sensor(
+    source: InventorySource | SupplySource,
+    job: Any,  # what dg.define_asset_job returns (its class is not public)
+    *,
+    name: str,
+    list_files: Callable[..., list[RemoteFile]],
+    skip_reason: str,
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name, job=job, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING
     )
     def file_landed(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
-        files = complete_files(source, where=str(hub.project().path))
-        if not files:
-            return dg.SensorResult(skip_reason="no new complete file")
+        landed = list_files(source, where=str(hub.project().path))
+        if not landed:
+            return dg.SensorResult(skip_reason=skip_reason)
         # One run per file version: the run key makes a re-listed file start nothing new.
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"{f.path}:{f.size}:{f.mtime}") for f in files]
+            run_requests=[dg.RunRequest(run_key=f"{f.path}:{f.size}:{f.mtime}") for f in landed]
         )
 
     return file_landed
@@ -188,82 +239,29 @@ def file_landed_sensor(source: InventorySource, job) -> dg.SensorDefinition:  # 
 def supply_definitions(source: SupplySource, cron: str, timezone: str) -> dg.Definitions:
     """The incoming-supply asset of one connection, its check, job, schedule and file-landed sensor."""
     name = source.name
-    key = supply_key(name)
-
-    @dg.asset(
-        key=key,
-        group_name="inventory",
-        kinds={"sftp"},
+    return _pulled_stream_definitions(
+        source,
+        cron,
+        timezone,
+        key=supply_key(name),
+        kind="sftp",
         description=f"Open purchase and production orders with ETA from {name}; each file replaces the set.",
-    )
-    def incoming_supply(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
-        project = hub.project()
-        report = pull_supply(
-            hub.engine(), source, local_dir=Path(hub_home()) / "downloads", where=str(project.path)
-        )
-        for outcome in report.refused:
-            send_alert(
-                project,
-                "snapshot_rejected",
-                f"Incoming supply file from {name} refused",
-                f"{outcome.origin}: {outcome.refused_reason}\nThe previous incoming supply stays in force.",
-                severity="error",
-            )
-        return dg.MaterializeResult(
-            metadata={
-                "files_loaded": dg.MetadataValue.int(len(report.loaded)),
-                "files_refused": dg.MetadataValue.int(len(report.refused)),
-                "rows_loaded": dg.MetadataValue.int(sum(o.rows_loaded for o in report.loaded)),
-                "rows_rejected": dg.MetadataValue.int(sum(o.rows_rejected for o in report.outcomes)),
-                "rows_closed": dg.MetadataValue.int(sum(o.rows_closed for o in report.outcomes)),
-                "refused_reasons": dg.MetadataValue.json([o.refused_reason for o in report.refused]),
-            }
-        )
-
-    @dg.asset_check(
-        asset=key,
-        name="supply_accepted",
-        description="Fails when the last pull refused a supply file (the previous supply kept in force).",
-    )
-    def supply_accepted(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        refused = int(latest_metadata(context, key).get("files_refused", 0))  # type: ignore[call-overload]
-        return dg.AssetCheckResult(
-            passed=refused == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"files_refused": dg.MetadataValue.int(refused)},
-        )
-
-    job = dg.define_asset_job(
-        f"{name}_incoming_supply",
-        selection=dg.AssetSelection.assets(key, PROMISES_KEY),
-        description=f"Pull incoming supply from {name}, then promise delivery dates.",
-    )
-    schedule = dg.ScheduleDefinition(
-        name=f"{name}_incoming_supply_schedule",
-        job=job,
-        cron_schedule=cron,
-        execution_timezone=timezone,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-    )
-
-    @dg.sensor(
-        name=f"{name}_supply_file_landed",
-        job=job,
-        minimum_interval_seconds=120,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )
-    def supply_file_landed(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
-        files = complete_supply_files(source, where=str(hub.project().path))
-        if not files:
-            return dg.SensorResult(skip_reason="no new complete supply file")
-        return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"{f.path}:{f.size}:{f.mtime}") for f in files]
-        )
-
-    return dg.Definitions(
-        assets=[incoming_supply],
-        asset_checks=[supply_accepted],
-        jobs=[job],
-        schedules=[schedule],
-        sensors=[supply_file_landed],
+        pull=pull_supply,
+        counted="files",
+        summed=("rows_rejected", "rows_closed"),
+        refused_what="Incoming supply file",
+        kept_what="incoming supply",
+        check_name="supply_accepted",
+        check_description=(
+            "Fails when the last pull refused a supply file (the previous supply kept in force)."
+        ),
+        job_name=f"{name}_incoming_supply",
+        pulled_what="incoming supply",
+        sensor=partial(
+            _file_landed_sensor,
+            source,
+            name=f"{name}_supply_file_landed",
+            list_files=complete_supply_files,
+            skip_reason="no new complete supply file",
+        ),
     )
