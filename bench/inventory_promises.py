@@ -363,6 +363,79 @@ def _raw_copy_seconds(engine: sa.Engine, path: Path) -> float:
     return seconds
 
 
+def _floor_seconds(engine: sa.Engine, repeat: int) -> dict[str, float]:
+    """What PostgreSQL alone needs to hold the file's 1M positions, best of ``repeat`` (after a raw COPY).
+
+    ``indexed``: INSERT of the typed rows, already sorted in key order (one ascending run: the best case
+    for the primary key), into a table shaped like ``inventory_positions`` with its primary key.
+    ``unindexed``: the same into the table without its key, then the key built (a load into a fresh
+    per-snapshot table, e.g. a partition). Typing and sorting are done before the clock starts.
+    """
+    import sqlalchemy as sa
+
+    number = "replace({0}, ',', '')::numeric"
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS floor_typed"))
+        conn.execute(
+            sa.text(
+                "CREATE UNLOGGED TABLE floor_typed AS SELECT 1 AS snapshot_id, c0 AS material_code, "
+                f"c2 AS warehouse_code, coalesce(c3, '') AS lot, {number.format('c5')} AS on_hand, "
+                f"{number.format('c6')} AS reserved FROM raw_inventory "
+                'ORDER BY c0 COLLATE "C", c2 COLLATE "C", coalesce(c3, \'\') COLLATE "C"'
+            )
+        )
+    best = {"indexed": float("inf"), "unindexed": float("inf")}
+    columns = "snapshot_id, material_code, warehouse_code, lot, on_hand, reserved"
+    for _ in range(repeat):
+        for mode in best:
+            with engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE IF EXISTS floor_positions"))
+                like = "INCLUDING DEFAULTS" + (" INCLUDING INDEXES" if mode == "indexed" else "")
+                conn.execute(sa.text(f"CREATE TABLE floor_positions (LIKE inventory_positions {like})"))
+            started = time.perf_counter()
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(f"INSERT INTO floor_positions ({columns}) SELECT {columns} FROM floor_typed")
+                )
+                if mode == "unindexed":
+                    conn.execute(
+                        sa.text(
+                            "ALTER TABLE floor_positions ADD PRIMARY KEY "
+                            "(snapshot_id, material_code, warehouse_code, lot)"
+                        )
+                    )
+            best[mode] = min(best[mode], time.perf_counter() - started)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS floor_positions"))
+        conn.execute(sa.text("DROP TABLE IF EXISTS floor_typed"))
+    return best
+
+
+def _download_seconds(server: dict[str, object], workdir: Path, source_file: Path, repeat: int) -> float:
+    """Best time of the SFTP download alone (the client's download: temporary name, sha256, rename)."""
+    import shutil
+
+    from connectors.filedrop import SftpDropClient, SftpSettings
+
+    drop = workdir / "floor"
+    (drop / "only").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source_file, drop / "only" / "INV_floor.csv")
+    (drop / "only" / "INV_floor.csv.done").write_bytes(b"")
+    settings = SftpSettings(
+        name="floor", root=str(drop), pattern="only/INV_*.csv", local_dir=workdir / "floor-dl", **server
+    )
+    best = float("inf")
+    with SftpDropClient(settings) as client:
+        [remote] = client.list_complete_files()
+        for _ in range(repeat):
+            started = time.perf_counter()
+            downloaded = client.download(remote)
+            best = min(best, time.perf_counter() - started)
+            Path(downloaded.local_path).unlink()
+    shutil.rmtree(drop, ignore_errors=True)
+    return best
+
+
 _STAGES = ("download", "parse", "normalise", "validate", "payload", "copy_wait", "finish", "diff", "load")
 
 
@@ -414,6 +487,15 @@ def section_sftp_load(repeat: int) -> list[Result]:
             catalog = Catalog.from_store(engine)
             raw = min(_raw_copy_seconds(engine, source_file) for _ in range(repeat))
             print(f"sftp_load: raw COPY of the file: {raw:.2f} s (best of {repeat})")
+            # Floors, for reading the ratio: parts that no pipeline can avoid, each as a ratio to raw COPY.
+            floor = _floor_seconds(engine, repeat)
+            fetched = _download_seconds(server, workdir, source_file, repeat)
+            print(
+                f"sftp_load: floors (best of {repeat}): SFTP download alone {fetched:.2f} s = "
+                f"{fetched / raw:.2f}x; PostgreSQL writing the 1M typed, sorted positions with the primary "
+                f"key {floor['indexed']:.2f} s = {floor['indexed'] / raw:.2f}x, without it and the key built "
+                f"after {floor['unindexed']:.2f} s = {floor['unindexed'] / raw:.2f}x"
+            )
             settings = SftpSettings(
                 name="bench", root=str(drop), pattern="inventory/INV_*.csv", local_dir=downloads, **server
             )
