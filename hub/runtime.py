@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from hub.config.models import KingdeeKisTemplate
+from hub.config.models import KingdeeK3CloudTemplate, KingdeeKisTemplate
 from hub.config.project import Project
 from hub.errors import ConfigError
 from hub.push.engine import PushSettings
-from hub.push.sink import KisOutboundSink
+from hub.push.sink import KisOutboundSink, OutboundSink
 from mappings.kis_outbound import OutboundMapping
 from mappings.kis_voucher import VoucherMapping
 
@@ -36,7 +36,7 @@ class PushTarget:
 def push_targets(project: Project) -> list[PushTarget]:
     targets = []
     for name, template in project.connections.items():
-        if not isinstance(template, KingdeeKisTemplate):
+        if not isinstance(template, KingdeeKisTemplate | KingdeeK3CloudTemplate):
             continue
         stream = template.streams.invoiced_states
         if stream is None or not stream.enabled:
@@ -72,12 +72,16 @@ def push_target(project: Project, name: str) -> PushTarget:
 
 
 @contextmanager
-def open_sink(project: Project, name: str) -> Iterator[KisOutboundSink]:
+def open_sink(project: Project, name: str) -> Iterator[OutboundSink]:
     """The ERP sink of connection ``name`` (secrets resolved now, from the environment)."""
     from connectors.kingdee.kis.client import KisClient
     from hub.config.kis import kis_settings
 
     template = project.connection(name)
+    if isinstance(template, KingdeeK3CloudTemplate):
+        with _k3cloud_sink(project, name, template) as sink:
+            yield sink
+        return
     if not isinstance(template, KingdeeKisTemplate):
         raise ConfigError(f"{project.path}: connection {name!r} is a {template.kind}, not an ERP push target")
     client = KisClient(kis_settings(name, template, where=str(project.path)))
@@ -94,3 +98,18 @@ def open_sink(project: Project, name: str) -> Iterator[KisOutboundSink]:
         yield KisOutboundSink(client, vouchers)
     finally:
         client.close()
+
+
+@contextmanager
+def _k3cloud_sink(project: Project, name: str, template: KingdeeK3CloudTemplate) -> Iterator[OutboundSink]:
+    """K/3 Cloud: SAL_OUTSTOCK in the connection's organisation, from the stream's warehouse."""
+    from connectors.kingdee.k3cloud.client import K3CloudClient
+    from hub.config.k3cloud import k3cloud_outbound_options, k3cloud_settings
+    from hub.push.k3cloud_sink import K3CloudOutboundSink
+
+    options = k3cloud_outbound_options(name, template, where=str(project.path))
+    client = K3CloudClient(k3cloud_settings(name, template, where=str(project.path)))
+    try:
+        yield K3CloudOutboundSink(client, options, page_size=template.connection.page_size)
+    finally:
+        client.logout()

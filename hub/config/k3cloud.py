@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from hub.config.models import KingdeeK3CloudTemplate
 from hub.config.retry import retry_policy
+from hub.errors import ConfigError
 from hub.secrets import resolve_reference
 
 if TYPE_CHECKING:
     from connectors.kingdee.k3cloud.settings import K3CloudSettings
+    from mappings.k3cloud_outbound import K3OutboundOptions
 
 
 def k3cloud_settings(
@@ -44,3 +46,35 @@ def k3cloud_settings(
         ca_bundle=c.ca_bundle,
         retry=retry_policy(template.retry),
     )
+
+
+def k3cloud_outbound_options(
+    name: str, template: KingdeeK3CloudTemplate, *, where: str = "hub.yaml"
+) -> K3OutboundOptions:
+    """What the SAL_OUTSTOCK push needs beyond the login; ``ConfigError`` naming the missing setting.
+
+    K/3 Cloud wants a sales/stock organisation on the head and a warehouse on every row, and the push
+    posts no vouchers (``receivable_voucher`` is a KIS option).
+    """
+    from mappings.k3cloud_outbound import K3OutboundOptions
+
+    prefix = f"{where}: connections.{name}"
+    stream = template.streams.invoiced_states
+    if stream is None or not stream.enabled:
+        raise ConfigError(f"{prefix}.streams.invoiced_states: not enabled, so there is nothing to push.")
+    if not template.connection.org_number:
+        raise ConfigError(
+            f"{prefix}.connection.org_number: the push needs the organisation number (FSaleOrgId / "
+            'FStockOrgId of the sales outbound), e.g. "100".'
+        )
+    if not stream.stock_number:
+        raise ConfigError(
+            f"{prefix}.streams.invoiced_states.stock_number: the push needs the warehouse number "
+            '(FStockID on every SAL_OUTSTOCK row), e.g. "CK001".'
+        )
+    if stream.receivable_voucher.enabled:
+        raise ConfigError(
+            f"{prefix}.streams.invoiced_states.receivable_voucher: K/3 Cloud connections post no "
+            "vouchers; set enabled: false."
+        )
+    return K3OutboundOptions(org_number=template.connection.org_number)
