@@ -68,10 +68,10 @@ from connectors.kingdee.kis import KisClient, KisSettings  # noqa: E402
 from connectors.kingdee.kis.transport import new_session  # noqa: E402
 from connectors.kingdee.kis_sandbox import KisSandbox, SandboxAdmin, SandboxCredentials  # noqa: E402
 from connectors.retry import RetryPolicy  # noqa: E402
-from crm_core.bulk import InvoiceDoc, InvoiceLineDoc, frames_from_docs, load_invoices  # noqa: E402
 from crm_core.credit_code import make_credit_code  # noqa: E402
 from crm_core.customers import upsert_customer  # noqa: E402
 from crm_core.db import make_engine, session_scope  # noqa: E402
+from crm_core.demo.issuing import InvoiceIssuer  # noqa: E402
 from crm_core.migrate import upgrade  # noqa: E402
 from crm_core.models import DeliveryQueueItem, Product, SyncCursor  # noqa: E402
 from crm_core.types import SHANGHAI, now_utc  # noqa: E402
@@ -139,7 +139,6 @@ class StoreFactory:
     def __init__(self, url: str) -> None:
         upgrade(url)
         self.engine = make_engine(url)
-        self.n = 0
         with session_scope(self.engine) as session:
             products = [Product(sku=f"SKU-{c}", name=c, erp_material_code=c, unit="PCS") for c in MATERIALS]
             session.add_all(products)
@@ -153,33 +152,12 @@ class StoreFactory:
             ]
             session.flush()
             self.products, self.customers = [p.id for p in products], [c.id for c in customers]
+        self.issuer = InvoiceIssuer(
+            self.engine, self.customers, self.products, "INV-{year}-{n:06d}", 40000000, Decimal("12.35")
+        )
 
     def issue(self, count: int) -> None:
-        today = now_utc().astimezone(SHANGHAI).date()
-        docs = []
-        for _ in range(count):
-            self.n += 1
-            n = self.n
-            docs.append(
-                InvoiceDoc(
-                    number=f"INV-{today.year}-{n:06d}",
-                    customer_id=self.customers[n % len(self.customers)],
-                    status="issued",
-                    invoice_number=f"{40000000 + n}",
-                    issue_date=today,
-                    lines=tuple(
-                        InvoiceLineDoc(
-                            line_no=k + 1,
-                            product_id=self.products[(n + k) % len(self.products)],
-                            quantity=Decimal(1 + (n * 7 + k) % 50),
-                            unit_price=Decimal("12.35") + k,
-                            tax_rate=Decimal("0.13"),
-                        )
-                        for k in range(1 + n % 3)
-                    ),
-                )
-            )
-        load_invoices(self.engine, frames_from_docs(docs))
+        self.issuer.issue(count, now_utc().astimezone(SHANGHAI).date())
 
 
 # --- P11: hub overhead per pushed record -------------------------------------------------------------

@@ -43,6 +43,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,10 @@ import sqlalchemy as sa
 from connectors.kingdee.kis import KisClient
 from connectors.kingdee.kis_sandbox import FaultConfig
 from connectors.retry import RetryPolicy
-from crm_core.bulk import InvoiceDoc, InvoiceLineDoc, frames_from_docs, load_invoices
 from crm_core.credit_code import make_credit_code
 from crm_core.customers import upsert_customer
 from crm_core.db import session_scope
+from crm_core.demo.issuing import InvoiceIssuer
 from crm_core.models import DeadLetter, DeliveryQueueItem, Invoice
 from crm_core.types import SHANGHAI, now_utc
 from hub.errors import InfrastructureError, TransientError
@@ -68,7 +69,6 @@ from tests.push.conftest import SETTINGS, World
 ROOT = Path(__file__).resolve().parents[2]
 NIGHTS = 3
 BATCH = 500  # B of PERF-RELIABILITY B.4
-LOAD_CHUNK = 20_000  # invoices per bulk load
 # Peak resident set of one push process, whatever the backlog: the interpreter with SQLAlchemy, pandas,
 # Great Expectations and the KIS client is about 150-200 MB before the first record.
 MEMORY_BUDGET_MB = 400
@@ -189,49 +189,24 @@ def push_in_child(
     return ChildRun(**json.loads(lines[-1]), maxrss_kb=usage.ru_maxrss)
 
 
-class Issuer:
-    """Issues invoices through the bulk loader, numbered in issue order."""
+def issuer_for(world: World) -> InvoiceIssuer:
+    """Issues invoices through the bulk loader, numbered in issue order, to five new customers."""
+    with session_scope(world.engine) as session:
+        customers = [
+            upsert_customer(
+                session,
+                name=f"积压客户{i:03d}有限公司",
+                credit_code=make_credit_code(f"9132050077{i:07d}"),
+            )[0].id
+            for i in range(5)
+        ]
+    return InvoiceIssuer(
+        world.engine, customers, world.product_ids, "INV-BL-{n:07d}", 60000000, Decimal("8.40")
+    )
 
-    def __init__(self, world: World) -> None:
-        self.engine, self.products, self.n = world.engine, world.product_ids, 0
-        with session_scope(self.engine) as session:
-            self.customers = [
-                upsert_customer(
-                    session,
-                    name=f"积压客户{i:03d}有限公司",
-                    credit_code=make_credit_code(f"9132050077{i:07d}"),
-                )[0].id
-                for i in range(5)
-            ]
 
-    def issue(self, count: int) -> None:
-        today = now_utc().astimezone(SHANGHAI).date()
-        while count > 0:
-            docs = []
-            for _ in range(min(count, LOAD_CHUNK)):
-                self.n += 1
-                n = self.n
-                docs.append(
-                    InvoiceDoc(
-                        number=f"INV-BL-{n:07d}",
-                        customer_id=self.customers[n % len(self.customers)],
-                        status="issued",
-                        invoice_number=f"{60000000 + n}",
-                        issue_date=today,
-                        lines=tuple(
-                            InvoiceLineDoc(
-                                line_no=k + 1,
-                                product_id=self.products[(n + k) % len(self.products)],
-                                quantity=Decimal(1 + (n * 7 + k) % 50),
-                                unit_price=Decimal("8.40") + k,
-                                tax_rate=Decimal("0.13"),
-                            )
-                            for k in range(1 + n % 3)
-                        ),
-                    )
-                )
-            load_invoices(self.engine, frames_from_docs(docs))
-            count -= len(docs)
+def _today() -> date:
+    return now_utc().astimezone(SHANGHAI).date()
 
 
 def _dead_letters(world: World) -> int:
@@ -254,10 +229,10 @@ def outage_then_drain(  # noqa: ANN401
     engine's read windows (outbox ids per read, documents per validation) so that a small backlog
     spans many of them, as a 1M one does."""
     world: World = world_factory(url, FaultConfig(seed=24, refuse_duplicate_bill_no=False))
-    issuer, figures = Issuer(world), Figures(per_night)
+    issuer, figures = issuer_for(world), Figures(per_night)
     for night in range(1, NIGHTS + 1):
         started = time.perf_counter()
-        issuer.issue(per_night)
+        issuer.issue(per_night, _today())
         figures.load_s += time.perf_counter() - started
         if night == 1:  # nothing listens: connection refused
             base_url = f"http://127.0.0.1:{_closed_port()}"
@@ -422,7 +397,7 @@ class FlappingSink(KisOutboundSink):
 
 def test_case24_outage_starting_mid_run_dead_letters_nothing(world_factory, fresh_sqlite_url) -> None:  # type: ignore[no-untyped-def]
     world: World = world_factory(fresh_sqlite_url, FaultConfig(seed=24, refuse_duplicate_bill_no=False))
-    Issuer(world).issue(10)
+    issuer_for(world).issue(10, _today())
     # A short client retry budget keeps the test fast; the engine's reaction does not depend on it.
     client = client_with(world, RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.01))
     sink = FlappingSink(world, client)
