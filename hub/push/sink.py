@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
-from connectors.kingdee.kis.client import KisClient, PreparedOutbound
+from connectors.kingdee.kis.client import KisClient, PreparedOutbound, voucher_in_range
 from connectors.kingdee.kis.records import OutboundBill, Voucher
 from crm_core.documents import InvoiceDocument
 from hub.errors import PermanentError
@@ -199,10 +199,17 @@ class KisOutboundSink:
         return [_external(v) for v in vouchers_for(doc, bill_no, self.vouchers)]
 
     def list_vouchers(self, date_from: date, date_to: date) -> list[ExternalVoucher] | None:
-        """Every voucher dated in the range (one detail read each, by the client), or None when off."""
+        """Every voucher dated in the range, or None when off.
+
+        The list gives ids only; each voucher's detail is read, on a few threads as for the bills (a
+        reconciliation reads every voucher of the period; the client is thread-safe).
+        """
         if self.vouchers is None:
             return None
-        return [_external(v) for v in self.client.list_vouchers(date_from, date_to)]
+        ids = self.client.voucher_ids(date_from, date_to)
+        with ThreadPoolExecutor(max_workers=DETAIL_READERS) as pool:
+            read = list(pool.map(self.client.get_voucher, ids))
+        return [_external(v) for v in read if voucher_in_range(v, date_from, date_to)]
 
     def list_bills(self, date_from: date, date_to: date) -> list[ExternalBill]:
         """Every outbound dated in the range, with its net amount (outbounds carry no tax).

@@ -55,6 +55,11 @@ class PreparedOutbound:
     body: EncodedJson
 
 
+def voucher_in_range(voucher: Voucher, date_from: dt.date | None, date_to: dt.date | None) -> bool:
+    """Whether the voucher is dated within the (open-ended) range."""
+    return not ((date_from and voucher.date < date_from) or (date_to and voucher.date > date_to))
+
+
 class KisClient:
     """Client of one KIS cloud connection.
 
@@ -536,6 +541,23 @@ class KisClient:
         reference: str | None = None,
     ) -> Iterator[Voucher]:
         """Vouchers in a date range (each read with its entries), optionally only one reference."""
+        for voucher_id in self.voucher_ids(date_from, date_to, reference=reference):
+            voucher = self.get_voucher(voucher_id)
+            if voucher_in_range(voucher, date_from, date_to):
+                yield voucher
+
+    def voucher_ids(
+        self,
+        date_from: dt.date | None = None,
+        date_to: dt.date | None = None,
+        *,
+        reference: str | None = None,
+    ) -> list[int]:
+        """Ids (FVoucherID) of the vouchers the list returns for the range / reference (all pages).
+
+        The list's date filter may be ignored by a gateway (quirks.list_filter_key [L]): check each
+        voucher read with :func:`voucher_in_range`.
+        """
         filters: dict[str, Any] = {}
         if date_from:
             filters["BeginDate"] = date_from.isoformat()
@@ -544,11 +566,13 @@ class KisClient:
         if reference:
             filters["FReference"] = reference
         extra = {self.quirks.list_filter_key: filters} if filters else {}
-        for row in self._pages(self.settings.voucher_app, "Voucher/List", extra):
-            if reference and str(row.get("FReference") or "") != reference:
-                continue
-            data = self._call(self.settings.voucher_app, "Voucher/GetDetail", {"Id": int(row["FVoucherID"])})
-            voucher = Voucher.from_detail(data or {})
-            if (date_from and voucher.date < date_from) or (date_to and voucher.date > date_to):
-                continue
-            yield voucher
+        return [
+            int(row["FVoucherID"])
+            for row in self._pages(self.settings.voucher_app, "Voucher/List", extra)
+            if not reference or str(row.get("FReference") or "") == reference
+        ]
+
+    def get_voucher(self, voucher_id: int) -> Voucher:
+        """One voucher with its entries (``Voucher/GetDetail``)."""
+        data = self._call(self.settings.voucher_app, "Voucher/GetDetail", {"Id": voucher_id})
+        return Voucher.from_detail(data or {})
