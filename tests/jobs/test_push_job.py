@@ -197,6 +197,27 @@ def test_a_poison_invoice_is_quarantined_while_the_rest_land_then_a_replay_after
     assert hub.run().success and hub.writes() == writes
 
 
+def test_an_invoice_changed_after_the_validation_step_is_validated_again_before_it_leaves(hub: Hub) -> None:
+    """Validation and push are separate steps: a document edited in between must not leave unvalidated."""
+    from crm_core.models import InvoiceLine
+
+    no_code = hub.add_product("SKU-NOCODE", None)
+    numbers = hub.make_invoices(5)
+    job = hub.defs.resolve_job_def(JOB)
+    validated = job.execute_in_process(instance=hub.instance, asset_selection=[VALIDATION])
+    assert validated.success and materialized(validated)[VALIDATION]["quarantined"] == 0
+    with session_scope(hub.engine) as session:  # edited after validation: its product has no ERP code
+        invoice_id = session.scalars(sa.select(Invoice.id).where(Invoice.number == numbers[0])).one()
+        session.execute(
+            sa.update(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).values(product_id=no_code)
+        )
+    pushed = job.execute_in_process(instance=hub.instance, asset_selection=[PUSH], raise_on_error=False)
+    assert pushed.success
+    meta = materialized(pushed)[PUSH]
+    assert (meta["pushed"], meta["quarantined"]) == (4, 1)
+    assert sorted(hub.bill_numbers()) == sorted(f"HUB-{n}" for n in numbers[1:])
+
+
 def _blocked_run(hub: Hub) -> dg.ExecuteInProcessResult:
     no_code = hub.add_product("SKU-NOCODE", None)
     hub.make_invoices(3)
