@@ -17,15 +17,14 @@ from connectors.kingdee.kis_sandbox import FaultConfig, KisSandbox, SandboxAdmin
 from connectors.retry import RetryPolicy
 from crm_core.credit_code import make_credit_code
 from crm_core.customers import upsert_customer
-from crm_core.db import make_engine, session_scope
+from crm_core.db import session_scope
 from crm_core.invoicing import create_invoice, issue_invoice
-from crm_core.migrate import upgrade
-from crm_core.models import Product
 from crm_core.sales import LineInput
 from hub.push.engine import PushSettings
 from hub.push.queue import RetryPattern
 from hub.push.sink import KisOutboundSink
 from mappings.kis_outbound import OutboundMapping
+from tests.support.store import store_with_products
 
 FAST_RETRY = RetryPolicy(
     max_attempts=12,
@@ -96,16 +95,7 @@ def world_factory(tmp_path: Path) -> Iterator[Callable[[str], World]]:
     started: list[tuple[KisSandbox, KisClient, sa.Engine]] = []
 
     def build(url: str, faults: FaultConfig | None = None) -> World:
-        upgrade(url)
-        engine = make_engine(url)
-        with session_scope(engine) as session:
-            products = [
-                Product(sku=f"SKU-{code}", name=code, erp_material_code=code, unit="PCS")
-                for code in MATERIALS
-            ]
-            session.add_all(products)
-            session.flush()
-            product_ids = [p.id for p in products]
+        engine, product_ids = store_with_products(url, MATERIALS)
         sandbox = KisSandbox(tmp_path / f"kis_{len(started)}.sqlite", seed=7, faults=faults or FaultConfig())
         sandbox.start()
         c = sandbox.credentials

@@ -17,9 +17,8 @@ from connectors.kingdee.k3cloud import K3CloudClient, K3CloudSettings
 from connectors.kingdee.k3cloud_sandbox import K3CloudSandbox
 from connectors.kingdee.kis.records import OutboundBill, OutboundLine
 from connectors.retry import RetryPolicy
-from crm_core.db import make_engine, session_scope
+from crm_core.db import session_scope
 from crm_core.invoicing import red_letter
-from crm_core.migrate import upgrade
 from crm_core.models import DeliveryQueueItem, Invoice, Product, QuarantinedRecord
 from hub.config.project import Project, load_project
 from hub.errors import ConfigError, DataValidationError, PermanentError
@@ -31,6 +30,7 @@ from mappings.k3cloud_outbound import K3OutboundOptions, invoice_no_of_note, to_
 from mappings.kis_outbound import OutboundMapping
 from tests.connectors.k3cloud.conftest import Admin
 from tests.push.conftest import _invoices
+from tests.support.store import store_with_products
 
 TODAY = date(2026, 11, 28)
 MATERIALS = ("M001", "M002", "M003", "M004")  # seeded in the K/3 Cloud sandbox
@@ -79,16 +79,7 @@ def k3_world_factory(tmp_path: Path) -> Iterator[Callable[[str], K3World]]:
     started: list[tuple[K3CloudSandbox, sa.Engine]] = []
 
     def build(url: str) -> K3World:
-        upgrade(url)
-        engine = make_engine(url)
-        with session_scope(engine) as session:
-            products = [
-                Product(sku=f"SKU-{code}", name=code, erp_material_code=code, unit="PCS")
-                for code in MATERIALS
-            ]
-            session.add_all(products)
-            session.flush()
-            product_ids = [p.id for p in products]
+        engine, product_ids = store_with_products(url, MATERIALS)
         sandbox = K3CloudSandbox(tmp_path / f"k3cloud_{len(started)}.sqlite", seed=11)
         sandbox.start()
         started.append((sandbox, engine))
