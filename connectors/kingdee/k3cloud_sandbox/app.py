@@ -207,7 +207,7 @@ class SandboxApp:
         fault = (
             None
             if service == "AuthService.Logout"
-            else self.faults.decide(service, settings, self._save_script)
+            else self.faults.decide(service, self.settings, self._save_script)
         )
         if fault:
             self.stats[f"fault:{fault}"] += 1

@@ -34,10 +34,18 @@ class FaultInjector:
             self._rng = random.Random(seed)
 
     def decide(
-        self, service: str, settings: dict[str, Any], save_script: Callable[[list[dict[str, Any]]], None]
+        self,
+        service: str,
+        current: Callable[[], dict[str, Any]],
+        save_script: Callable[[list[dict[str, Any]]], None],
     ) -> str | None:
-        """The fault for this call: the first matching script entry, else a random draw, else None."""
+        """The fault for this call: the first matching script entry, else a random draw, else None.
+
+        ``current`` gives the settings as they are now: read under the lock, so concurrent calls never
+        take the same scripted entry from one stale copy (a ``count: 2`` entry firing three times).
+        """
         with self._lock:
+            settings = current()
             script = [dict(e) for e in settings.get("script") or []]
             for entry in script:
                 if not _matches(entry, service):
