@@ -45,6 +45,7 @@ class InvoiceDocument:
     total_tax: Decimal
     total_gross: Decimal
     lines: tuple[DocumentLine, ...]
+    row_hash: str | None = None  # the invoice's content hash when read (crm_core.invoice_hash)
 
 
 def load_documents(session: Session, invoice_ids: Iterable[int]) -> dict[int, InvoiceDocument]:
@@ -67,6 +68,7 @@ def load_documents(session: Session, invoice_ids: Iterable[int]) -> dict[int, In
             Invoice.total_net,
             Invoice.total_tax,
             Invoice.total_gross,
+            Invoice.row_hash,
         )
         .join(Customer, Customer.id == Invoice.customer_id)
         .where(Invoice.id.in_(ids))
@@ -118,6 +120,7 @@ def load_documents(session: Session, invoice_ids: Iterable[int]) -> dict[int, In
             total_tax=h.total_tax,
             total_gross=h.total_gross,
             lines=tuple(lines.get(h.id, ())),
+            row_hash=h.row_hash,
         )
         for h in heads
     }

@@ -96,9 +96,10 @@ def push_definitions(target: PushTarget) -> dg.Definitions:
         engine = hub.engine()
         with open_sink(project, name) as sink:
             try:
-                # Validated again here, in this step's process, and sent as validated: a document edited
-                # after the validation step (or issued since) never leaves unvalidated. The validation
-                # step's quarantines stand, so this pass costs one GX run over what remains.
+                # Validated again here, in this step's process, and sent as validated (up to 10,000
+                # documents a run; see PushResult.validated): a document edited after the validation
+                # step is checked again, not sent as it is. The validation step's quarantines stand, so
+                # this pass costs one GX run over what remains.
                 result = run_push(engine, sink, target.settings)
             except LockBusy as exc:
                 raise dg.Failure(str(exc), allow_retries=False) from exc

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.db import session_scope
 from crm_core.documents import InvoiceDocument, load_documents
-from crm_core.models import DeliveryQueueItem, ExternalBinding, QuarantinedRecord
+from crm_core.models import DeliveryQueueItem, ExternalBinding, Invoice, QuarantinedRecord
 from crm_core.types import SHANGHAI, TZDateTime, now_utc
 from hub.errors import (
     AuthError,
@@ -75,6 +75,7 @@ class PushResult:
     quarantined: int = 0
     retry_scheduled: int = 0
     dead_lettered: int = 0
+    deferred: int = 0  # edited after this run validated them: left pending for the next run
     blocked: bool = False
     failing_share: float = 0.0
     pushed_amount: Decimal = Decimal("0.00")
@@ -82,8 +83,9 @@ class PushResult:
     erp_writes: int = 0
     plan: list[dict[str, str]] = field(default_factory=list)  # dry run: what would happen
     # The documents this run's validation read, by invoice id, kept for its send when there are at most
-    # VALIDATION_ROWS of them (prepare and execute in one process: `hub push`, run_push). What leaves is
-    # then exactly what was validated, read once; a send in another process (a Dagster step) reads again.
+    # VALIDATION_ROWS of them (prepare and execute in one process: `hub push`, run_push, the Dagster push
+    # step). What leaves is then exactly what was validated, read once; one edited in between is left
+    # for the next run. Above VALIDATION_ROWS documents are read again at sending, unchecked.
     validated: dict[int, InvoiceDocument] = field(default_factory=dict, repr=False, compare=False)
 
     def as_metadata(self) -> dict[str, Any]:
@@ -124,6 +126,7 @@ def run_push(
     result = prepare_push(engine, sink, settings, dry_run=dry_run)
     if not (dry_run or result.blocked):
         execute_push(engine, sink, settings, result, progress=progress)
+    result.validated = {}  # only for this run's send
     return result
 
 
@@ -399,10 +402,11 @@ def _push_batch(
     with session_scope(engine) as session:
         items = session.execute(
             sa.select(DeliveryQueueItem.id, DeliveryQueueItem.canonical_id)
-            .where(DeliveryQueueItem.id.in_(batch))
+            .where(DeliveryQueueItem.id.in_(batch), DeliveryQueueItem.state == "in_flight")
             .order_by(DeliveryQueueItem.id)
         ).all()
-        docs = _documents(session, [canonical_id for _, canonical_id in items], result.validated)
+        docs, changed = _documents(session, [canonical_id for _, canonical_id in items], result.validated)
+        items = _defer_changed(session, items, docs, changed, result)
         bindings = _bindings(session, sink.system, list(docs))
         writes = _BatchWrites()
         planned = _plan_batch(items, docs, bindings, was_in_flight, sink, settings, writes, result)
@@ -416,13 +420,64 @@ def _push_batch(
 
 def _documents(
     session: Session, invoice_ids: list[int], validated: dict[int, InvoiceDocument]
-) -> dict[int, InvoiceDocument]:
-    """The batch's documents: as validated earlier in this process where kept, read otherwise."""
-    docs = {i: validated[i] for i in invoice_ids if i in validated}
+) -> tuple[dict[int, InvoiceDocument], set[int]]:
+    """The batch's documents, and the ids of those that changed since this run validated them.
+
+    A document kept by validation is used as it is while its ``row_hash`` (kept current by every write
+    path) is unchanged: one small query instead of reading it again. A changed one is read again.
+    """
+    kept = [i for i in invoice_ids if i in validated]
+    docs: dict[int, InvoiceDocument] = {}
+    changed: set[int] = set()
+    if kept:
+        hashes = dict(
+            session.execute(sa.select(Invoice.id, Invoice.row_hash).where(Invoice.id.in_(kept))).all()
+        )
+        for i in kept:
+            doc = validated[i]
+            if doc.row_hash is None:  # no hash to compare (a store written before hashes): read again
+                continue
+            if hashes.get(i) == doc.row_hash:
+                docs[i] = doc
+            else:
+                changed.add(i)
     missing = [i for i in invoice_ids if i not in docs]
     if missing:
         docs.update(load_documents(session, missing))
-    return docs
+    return docs, changed
+
+
+def _defer_changed(
+    session: Session,
+    items: Sequence[Any],
+    docs: dict[int, InvoiceDocument],
+    changed: set[int],
+    result: PushResult,
+) -> Sequence[Any]:
+    """Leave for the next run the documents edited since validation that would still be sent.
+
+    What leaves must be what was validated: such an item goes back to pending (no attempt counted) and
+    the next run validates the new content. One that left the pushable states (voided, back to draft)
+    stays in the batch, which settles it without sending anything.
+    """
+    if not changed:
+        return items
+    later = [
+        item_id
+        for item_id, canonical_id in items
+        if canonical_id in changed and (doc := docs.get(canonical_id)) is not None and doc.status in PUSHABLE
+    ]
+    if not later:
+        return items
+    session.execute(
+        sa.update(DeliveryQueueItem)
+        .where(DeliveryQueueItem.id.in_(later))
+        .values(state="pending", updated_at=now_utc())
+        .execution_options(synchronize_session=False)
+    )
+    result.deferred += len(later)
+    skipped = set(later)
+    return [row for row in items if row[0] not in skipped]
 
 
 def _send_concurrently(

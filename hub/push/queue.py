@@ -228,12 +228,12 @@ def due_count(session: Session, system: str, now: datetime) -> int:
     return due_summary(session, system, now)[0]
 
 
-_QUEUE_TABLE = cast(sa.Table, DeliveryQueueItem.__table__)
 # Core, built once: the ORM's bulk UPDATE (session synchronisation, per-call compile) cost ~10 µs per
-# pushed record (P11).
+# pushed record (P11). Only items still being worked on: one discarded or settled meanwhile (``hub queue
+# discard`` during a long run) stays as it is and is not sent.
 _IN_FLIGHT = (
-    sa.update(_QUEUE_TABLE)
-    .where(_QUEUE_TABLE.c.id.in_(sa.bindparam("ids", expanding=True)))
+    sa.update(_QUEUE)
+    .where(_QUEUE.c.id.in_(sa.bindparam("ids", expanding=True)), _QUEUE.c.state.in_(ACTIVE_STATES))
     .values(state="in_flight", updated_at=sa.bindparam("now", type_=TZDateTime()))
 )
 

@@ -132,6 +132,48 @@ def test_what_leaves_is_what_was_validated_when_the_data_changes_in_between(worl
     assert _states(world) == Counter({"done": 3})
 
 
+def test_an_invoice_voided_after_validation_is_not_sent(world: World) -> None:
+    from crm_core.invoicing import void_invoice
+    from hub.push.engine import execute_push, prepare_push
+
+    ids = world.make_invoices(3)
+    result = prepare_push(world.engine, world.sink, SETTINGS)
+    with session_scope(world.engine) as session:
+        invoice = session.get(Invoice, ids[0])
+        assert invoice is not None
+        void_invoice(session, invoice)
+    execute_push(world.engine, world.sink, SETTINGS, result)
+    assert (result.pushed, result.deferred) == (2, 0)
+    with session_scope(world.engine) as session:
+        voided = session.scalars(sa.select(Invoice.number).where(Invoice.id == ids[0])).one()
+    assert f"HUB-{voided}" not in world.ledger_bill_numbers() and len(world.ledger_bill_numbers()) == 2
+
+
+def test_an_invoice_red_lettered_after_validation_waits_for_the_next_run_then_leaves_as_such(
+    world: World,
+) -> None:
+    """Issued invoices change only by status; issued -> red_letter stays pushable, with other content."""
+    from hub.push.engine import execute_push, prepare_push
+
+    ids = world.make_invoices(3)
+    result = prepare_push(world.engine, world.sink, SETTINGS)
+    with session_scope(world.engine) as session:  # through the ORM: row_hash and outbox follow
+        invoice = session.get(Invoice, ids[0])
+        assert invoice is not None
+        red_letter(session, invoice)
+        number = invoice.number
+    execute_push(world.engine, world.sink, SETTINGS, result)
+    assert (result.pushed, result.deferred) == (2, 1)
+    assert _states(world) == Counter({"done": 2, "pending": 1})
+    again = run_push(world.engine, world.sink, SETTINGS)  # validated again, then sent as it is now
+    assert (again.pushed, again.deferred, again.quarantined) == (1, 0, 0)
+    bills = world.ledger_bill_numbers()
+    assert len(bills) == len(set(bills)) == 3
+    sent = world.sink.find(f"HUB-{number}", compare_with=None)
+    assert sent is not None
+    assert world.client.get_outbound(int(sent.external_id)).red  # the content as it is now, validated
+
+
 def test_a_mostly_bad_batch_blocks_the_whole_push(world: World) -> None:
     with session_scope(world.engine) as session:
         bad = Product(sku="SKU-NOCODE", name="无编码", erp_material_code=None, unit="PCS")

@@ -20,8 +20,9 @@ from connectors.kingdee.kis.errors import Failure, Phase, classify, read_envelop
 from connectors.kingdee.kis.settings import KisQuirks, KisSettings
 
 # Decimal -> its JSON form, for the values seen lately: prices, rates and quantities repeat from bill to
-# bill, and the conversion costs ~2 µs a value (P11). Equal decimals (1.5, 1.50) share an entry: their
-# JSON numbers are the same number.
+# bill, and the conversion costs ~2 µs a value (P11). Integers as written never enter it, so the text
+# of a body does not depend on which value came first (1 and 1.0 are equal keys); 1.5 and 1.50 share an
+# entry and become the same float.
 _NUMBERS: dict[Decimal, Any] = {}
 _NUMBERS_KEPT = 4096
 
@@ -29,14 +30,14 @@ _NUMBERS_KEPT = 4096
 def _json_number(value: Decimal) -> Any:
     # JSON numbers: a float prints the shortest text that round-trips, which for 2-6 decimal places is
     # the decimal itself; anything a float cannot carry exactly goes as a string instead.
-    if value.as_tuple().exponent == 0:  # an integer as written
-        return int(value)
     as_float = float(value)
     return as_float if Decimal(repr(as_float)) == value else str(value)
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
+        if value.as_tuple().exponent == 0:  # an integer as written
+            return int(value)
         number = _NUMBERS.get(value)
         if number is None:
             if len(_NUMBERS) >= _NUMBERS_KEPT:
