@@ -70,7 +70,8 @@ def k3cloud_outbound_options(
     if not stream.stock_number:
         raise ConfigError(
             f"{prefix}.streams.invoiced_states.stock_number: the push needs the warehouse number "
-            '(FStockID on every SAL_OUTSTOCK row), e.g. "CK001".'
+            '(FStockID on every SAL_OUTSTOCK row), e.g. "CK001"; or set enabled: false under '
+            "invoiced_states if this connection should receive no pushes."
         )
     if stream.receivable_voucher.enabled:
         raise ConfigError(
