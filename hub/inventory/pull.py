@@ -244,21 +244,59 @@ def _ingest_in_blocks(
         data = Path(downloaded.local_path).read_bytes()
     except OSError as exc:
         raise FileRejectedError(f"{remote.path}: cannot read the file ({exc}).", path=remote.path) from exc
-    block_bytes = max(block_bytes, len(data) // _MAX_BLOCKS + 1)
-    reader = CsvBlockReader(data, dialect, name=remote.path, block_bytes=block_bytes)
+    reader = _block_reader(data, len(data), dialect, remote, block_bytes)
     stages["parse"] = time.perf_counter() - since
+    return _load_blocks(
+        engine,
+        reader,
+        remote,
+        source=source,
+        policy=policy,
+        catalog=catalog,
+        expected_rows=downloaded.expected_rows,
+        stages=stages,
+        file=file,
+        checksum=downloaded.sha256,
+    )
+
+
+def _block_reader(
+    data: bytes | GrowingBytes, size: int, dialect: CsvDialect, remote: RemoteFile, block_bytes: int
+) -> CsvBlockReader:
+    """A block reader of ``size`` bytes, in at most ``_MAX_BLOCKS`` blocks."""
+    block_bytes = max(block_bytes, size // _MAX_BLOCKS + 1)
+    return CsvBlockReader(data, dialect, name=remote.path, block_bytes=block_bytes)
+
+
+def _load_blocks(
+    engine: sa.Engine,
+    reader: CsvBlockReader,
+    remote: RemoteFile,
+    *,
+    source: str,
+    policy: SnapshotPolicy | None,
+    catalog: Catalog,
+    expected_rows: int | None,
+    stages: dict[str, float],
+    file: FileIdentity | None = None,
+    checksum: str | None = None,
+    identify: Callable[[], FileIdentity] | None = None,
+) -> SnapshotOutcome:
+    """Validate and load the reader's blocks as the source's next snapshot (see ingest_snapshot_stream);
+    the file's identity is ``file`` + ``checksum``, or what ``identify`` returns after the last block."""
     return ingest_snapshot_stream(
         engine,
         source=source,
-        blocks=_snapshot_blocks(reader, remote.path, downloaded.expected_rows, stages),
+        blocks=_snapshot_blocks(reader, remote.path, expected_rows, stages),
         origin=remote.path,
         policy=policy,
         taken_at=remote.mtime,
-        checksum=downloaded.sha256,
-        expected_rows=downloaded.expected_rows,
+        checksum=checksum,
+        expected_rows=expected_rows,
         known_materials=catalog.materials,
         known_warehouses=catalog.warehouses,
         file=file,
+        identify=identify,
         stages=stages,
     )
 
@@ -335,20 +373,16 @@ def _process_streamed(
     problem: FileRejectedError | None = None
     duplicate = False
     try:
-        block_bytes = max(block_bytes, remote.size // _MAX_BLOCKS + 1)
-        reader = CsvBlockReader(buffer, dialect, name=remote.path, block_bytes=block_bytes)
-        outcome = ingest_snapshot_stream(
+        outcome = _load_blocks(
             engine,
+            _block_reader(buffer, remote.size, dialect, remote, block_bytes),
+            remote,
             source=source,
-            blocks=_snapshot_blocks(reader, remote.path, remote.expected_rows, stages),
-            origin=remote.path,
             policy=policy,
-            taken_at=remote.mtime,
+            catalog=catalog,
             expected_rows=remote.expected_rows,
-            known_materials=catalog.materials,
-            known_warehouses=catalog.warehouses,
-            identify=identify,
             stages=stages,
+            identify=identify,
         )
     except StreamAbandoned:
         pass  # the download failed or started over: see below
