@@ -423,11 +423,7 @@ def _process_streamed(
     if outcome is None:
         log.info("%s: %s: the download started over; loading the downloaded file", source, remote.path)
         return downloaded
-    if outcome.refused:
-        client.move_to_failed(remote, reason=outcome.refused_reason)
-        return FileResult(remote.path, "refused", outcome, outcome.refused_reason or "")
-    client.archive(remote)
-    return FileResult(remote.path, "loaded", outcome)
+    return settle(client, remote, outcome)
 
 
 # The per-file steps every SFTP stream shares (inventory snapshots here, incoming supply in
@@ -470,6 +466,11 @@ def take_downloaded(
     finally:
         with contextlib.suppress(FileNotFoundError):
             Path(downloaded.local_path).unlink()
+    return settle(client, remote, outcome)
+
+
+def settle(client: SftpDropClient, remote: RemoteFile, outcome: OutcomeT) -> FileResult[OutcomeT]:
+    """Move a processed file on the server: to failed/ with the reason when refused, else to archive/."""
     if outcome.refused:
         client.move_to_failed(remote, reason=outcome.refused_reason)
         return FileResult(remote.path, "refused", outcome, outcome.refused_reason or "")
