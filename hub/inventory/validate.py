@@ -147,28 +147,13 @@ def _missing_details(frame: pd.DataFrame, lines: list[int]) -> dict[int, str]:
     return out
 
 
-_VALUE_SETS: dict[int, tuple[Set[str], pa.Array]] = {}
-
-
-def _value_set(codes: Set[str]) -> pa.Array:
-    """``codes`` as an Arrow array, kept for the last few sets (a streamed snapshot asks per block)."""
-    kept = _VALUE_SETS.get(id(codes))
-    if kept is not None and kept[0] is codes:
-        return kept[1]
-    array = pa.array(list(codes), type=pa.string())
-    if len(_VALUE_SETS) >= 4:
-        _VALUE_SETS.pop(next(iter(_VALUE_SETS)))
-    _VALUE_SETS[id(codes)] = (codes, array)  # the set is referenced, so its id is not reused meanwhile
-    return array
-
-
 def _known(values: pd.Series, codes: Set[str]) -> np.ndarray:
     """Which values are in ``codes`` (a missing value is not).
 
     Arrow's ``is_in`` directly: pandas' ``isin`` on Arrow strings wraps each of the 50k catalog codes in
     a ``pa.scalar`` first (0.2 s per column at 1M rows, for the same answer).
     """
-    found = pc.is_in(pa.array(values, type=pa.string()), value_set=_value_set(codes))
+    found = pc.is_in(pa.array(values, type=pa.string()), value_set=c.catalog_codes(codes)[0])
     return np.asarray(found.fill_null(False), dtype=bool)
 
 
@@ -286,7 +271,11 @@ def validate_snapshot(
     """
     materials = None if known_materials is None else frozenset(known_materials)
     warehouses = None if known_warehouses is None else frozenset(known_warehouses)
-    keys = keys if keys is not None and len(keys) == len(frame) else c.PositionKeys.of(frame)
+    keys = (
+        keys
+        if keys is not None and len(keys) == len(frame)
+        else c.PositionKeys.of(frame, materials, warehouses)
+    )
     checks = _check_columns(frame, keys, materials, warehouses, checks)
     outcome = validate_frame(
         _suspects(frame, checks), _rules(materials, warehouses), id_column=c.SOURCE_LINE, suite=SUITE

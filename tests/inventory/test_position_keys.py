@@ -1,0 +1,67 @@
+"""PositionKeys: catalog-coded keys find exactly what factorised keys find; the duplicate check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hub.inventory import columns as c
+
+
+def _frame(materials: list[str | None], warehouses: list[str | None], lots: list[str | None]) -> pd.DataFrame:
+    n = len(materials)
+    return c.normalize_snapshot_frame(
+        pd.DataFrame(
+            {
+                c.MATERIAL: materials,
+                c.WAREHOUSE: warehouses,
+                c.LOT: lots,
+                c.ON_HAND: np.arange(n, dtype=float),
+                c.RESERVED: np.zeros(n),
+            }
+        )
+    )
+
+
+def _decoded(codes: np.ndarray, dictionary: pd.Index) -> list[object]:
+    return [None if code < 0 else dictionary[code] for code in codes]
+
+
+def test_catalog_codes_decode_to_the_values_and_unknown_codes_get_their_own() -> None:
+    frame = _frame(
+        ["M1", "M2", "X9", None, "M1", "X9", ""],
+        ["W1", "W1", "W2", "W1", "W9", "W2", "W1"],
+        ["a", "b", "c", "d", "a", "c", ""],
+    )
+    keys = c.PositionKeys.of(frame, frozenset({"M1", "M2", "M3"}), frozenset({"W1", "W2"}))
+    assert _decoded(keys.material, keys.materials) == ["M1", "M2", "X9", None, "M1", "X9", ""]
+    assert _decoded(keys.warehouse, keys.warehouses) == ["W1", "W1", "W2", "W1", "W9", "W2", "W1"]
+    # Codes outside the catalog come after its three entries, one per distinct value.
+    assert keys.material[2] == keys.material[5] >= 3
+    assert keys.material[6] >= 3 and keys.material[6] != keys.material[2]
+    assert keys.warehouse[4] >= 2
+    assert keys.materials.is_unique and keys.warehouses.is_unique
+
+
+def test_duplicates_match_pandas_with_and_without_the_catalog() -> None:
+    rng = np.random.default_rng(7)
+    n = 5_000
+    materials = [f"M{i}" for i in rng.integers(0, 40, n)]
+    warehouses = [f"W{i}" for i in rng.integers(0, 3, n)]
+    lots = [f"L{i}" for i in rng.integers(0, 2_000, n)]  # many lots repeat, some keys repeat whole
+    for i in rng.choice(n, 50, replace=False):
+        materials[i] = None  # an incomplete key is never a duplicate
+    frame = _frame(materials, warehouses, lots)
+    complete = frame[c.MATERIAL].notna().to_numpy()
+    expected = frame[[c.MATERIAL, c.WAREHOUSE, c.LOT]].duplicated(keep=False).to_numpy() & complete
+    assert expected.sum() > 0
+    catalog = frozenset(f"M{i}" for i in range(30))  # a quarter of the materials are unknown
+    for keys in (c.PositionKeys.of(frame), c.PositionKeys.of(frame, catalog, frozenset({"W0", "W1", "W2"}))):
+        np.testing.assert_array_equal(keys.duplicated(), expected)
+
+
+def test_distinct_lots_need_no_hash_pass_and_find_nothing() -> None:
+    frame = _frame(["M1", "M1", "M2"], ["W1", "W1", "W1"], ["a", "b", "c"])
+    assert not c.PositionKeys.of(frame).duplicated().any()
+    repeated = _frame(["M1", "M1", "M2", "M1"], ["W1", "W1", "W1", "W2"], ["a", "a", "a", "a"])
+    assert c.PositionKeys.of(repeated).duplicated().tolist() == [True, True, False, False]
