@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from crm_core import positions
 from crm_core.bulk import BulkLoadResult, InvoiceFrames, load_invoices
 from crm_core.db import session_scope
 from crm_core.demo.generate import ANCHOR, DemoDataSet, DemoInvoiceChunk, LineRow, generate
@@ -395,6 +396,7 @@ def _load_inventory(session: Session, data: DemoDataSet) -> None:
     )
     session.add(snapshot)
     session.flush()
+    positions.create_attached(session.connection(), snapshot.id)  # its partition on PostgreSQL
     # Positions are bulk rows (never row by row in production); one multi-row insert here.
     session.execute(
         sa.insert(InventoryPosition),

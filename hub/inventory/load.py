@@ -19,6 +19,7 @@ them); :func:`load_snapshot` is the one-call form for a frame that is already va
 from __future__ import annotations
 
 import io
+import logging
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -30,10 +31,10 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from crm_core import positions as partitions
 from crm_core.models import InventoryPosition, InventorySnapshot, ProcessedFile, QuarantinedRecord
 from crm_core.types import now_utc
 from hub.errors import DataValidationError
@@ -46,8 +47,9 @@ PROCESSED = cast(sa.Table, ProcessedFile.__table__)
 QUARANTINE = cast(sa.Table, QuarantinedRecord.__table__)
 
 _POSITION_COLUMNS = ("snapshot_id", "material_code", "warehouse_code", "lot", "on_hand", "reserved")
+# Into the snapshot's own table (crm_core.positions), created without its key for the load.
 _COPY_SQL = (
-    f"COPY inventory_positions ({', '.join(_POSITION_COLUMNS)}) FROM STDIN "
+    f"COPY {{table}} ({', '.join(_POSITION_COLUMNS)}) FROM STDIN "
     "WITH (FORMAT csv, FORCE_NOT_NULL (material_code, warehouse_code, lot))"
 )
 _INSERT_SQLITE = (
@@ -55,7 +57,9 @@ _INSERT_SQLITE = (
     f"VALUES ({', '.join('?' for _ in _POSITION_COLUMNS)})"
 )
 _COPY_CHUNK = 1 << 20  # bytes per read from the payload (psycopg2's default is 8 KiB)
-_ANALYZE_TARGET = 10  # statistics target of the post-load ANALYZE (sample = 300 x target rows)
+PRUNE_LOCK_WAIT = "5s"  # longest wait of a prune for readers of inventory_positions (PostgreSQL)
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,12 @@ def insert_snapshot(
     return int(result.scalar_one())
 
 
-def _copy_payload(snapshot_id: int, frame: pd.DataFrame, keys: c.PositionKeys | None = None) -> bytes:
-    """The positions as CSV for COPY, built column-wise with Arrow (no Python loop per row)."""
-    keys = keys if keys is not None and len(keys) == len(frame) else c.PositionKeys.of(frame)
+def _copy_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
+    """The positions as CSV for COPY, built column-wise with Arrow (no Python loop per row).
+
+    In file order: the snapshot's table has no key while it is filled (crm_core.positions), so the
+    order of the rows costs PostgreSQL nothing; the key is built once, sorted, at the end.
+    """
     n = len(frame)
     table = pa.table(
         {
@@ -150,16 +157,10 @@ def _copy_payload(snapshot_id: int, frame: pd.DataFrame, keys: c.PositionKeys | 
             "material_code": pa.array(frame[c.MATERIAL], type=pa.string()),
             "warehouse_code": pa.array(frame[c.WAREHOUSE], type=pa.string()),
             "lot": pa.array(frame[c.LOT].fillna(""), type=pa.string()),
-            "on_hand": pa.array(keys.on_hand),
-            "reserved": pa.array(keys.reserved),
+            "on_hand": pa.array(c.quantities(frame[c.ON_HAND])),
+            "reserved": pa.array(c.quantities(frame[c.RESERVED])),
         }
     )
-    # In key order the primary key (snapshot_id, material, warehouse, lot) is filled by appending at its
-    # right edge instead of random page splits: about twice as fast at 1M rows. (material, warehouse)
-    # order is enough for that (a pair holds a few lots, on one page). The order comes from the codes
-    # validation already computed: only the dictionaries are sorted as strings (byte order, which is
-    # the key columns' COLLATE "C" order on PostgreSQL, migration 0004).
-    table = table.take(keys.copy_order())
     sink = io.BytesIO()
     pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=False))
     return sink.getvalue()
@@ -169,15 +170,14 @@ def copy_positions(
     conn: sa.Connection,
     snapshot_id: int,
     frame: pd.DataFrame,
-    keys: c.PositionKeys | None = None,
     *,
     before_copy: Callable[[], object] | None = None,
 ) -> int:
     """Insert every row of a validated snapshot frame in one statement; returns the row count.
 
-    ``keys`` are the frame's :class:`~hub.inventory.columns.PositionKeys` when the caller has them
-    (validation computes them); they are computed here otherwise. ``before_copy`` is called once the
-    payload is built, just before the rows are sent (to start work that overlaps the server's ingest).
+    On PostgreSQL the rows go into the snapshot's own table, which then gets its key and becomes the
+    snapshot's partition (crm_core.positions). ``before_copy`` is called once the payload is built,
+    just before the rows are sent (to start work that overlaps the server's ingest).
     """
     if frame.empty:
         return 0
@@ -192,18 +192,14 @@ def copy_positions(
         raise RuntimeError("the SQLAlchemy connection has no DBAPI connection")
     cursor = dbapi.cursor()
     try:
-        if conn.dialect.name == "postgresql":
-            payload = io.BytesIO(_copy_payload(snapshot_id, frame, keys))
+        if partitions.partitioned(conn):
+            payload = io.BytesIO(_copy_payload(snapshot_id, frame))
+            table = partitions.create_detached(conn, snapshot_id)
             if before_copy is not None:
                 before_copy()
-            cursor.copy_expert(_COPY_SQL, payload, size=_COPY_CHUNK)
-            # Fresh statistics: without them the planner takes a million-row snapshot for a tiny one and
-            # picks nested loops for the SQL diff and the promise reads (minutes instead of a second).
-            # A small sample is enough for that (the snapshot_id frequencies and the row count): 3,000
-            # rows instead of the default 30,000 (0.3 -> ~0.05 s with a 1M-row snapshot next to another).
-            cursor.execute(f"SET LOCAL default_statistics_target = {_ANALYZE_TARGET}")
-            cursor.execute("ANALYZE inventory_positions")
-            cursor.execute("RESET default_statistics_target")
+            cursor.copy_expert(_COPY_SQL.format(table=table), payload, size=_COPY_CHUNK)
+            partitions.build_key(conn, snapshot_id)
+            partitions.attach(conn, snapshot_id)
         else:
             if before_copy is not None:
                 before_copy()
@@ -222,38 +218,19 @@ def copy_positions(
     return len(frame)
 
 
-def _block_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
-    """One block of positions as CSV for COPY, in (material, warehouse) byte order within the block."""
-    n = len(frame)
-    table = pa.table(
-        {
-            "snapshot_id": pa.array(np.full(n, snapshot_id, dtype=np.int64)),
-            "material_code": pa.array(frame[c.MATERIAL], type=pa.string()),
-            "warehouse_code": pa.array(frame[c.WAREHOUSE], type=pa.string()),
-            "lot": pa.array(frame[c.LOT].fillna(""), type=pa.string()),
-            "on_hand": pa.array(c.quantities(frame[c.ON_HAND])),
-            "reserved": pa.array(c.quantities(frame[c.RESERVED])),
-        }
-    )
-    # Arrow sorts strings by their bytes: the key columns' COLLATE "C" order (see _copy_payload).
-    order = pc.sort_indices(
-        table, sort_keys=[("material_code", "ascending"), ("warehouse_code", "ascending")]
-    )
-    sink = io.BytesIO()
-    pacsv.write_csv(table.take(order), sink, write_options=pacsv.WriteOptions(include_header=False))
-    return sink.getvalue()
-
-
 class BlockCopier:
     """COPY blocks of positions on a background thread while the caller prepares the next block.
 
-    PostgreSQL only. Every block goes in under its own savepoint, on the caller's connection and inside
-    its transaction: a block whose key repeats one copied before (a duplicate across blocks, which the
-    caller finds only once every block was read) fails alone with a unique violation, is rolled back to
-    its savepoint and reported as not copied (:meth:`drain`); the caller loads its rows later. Any other
-    error is raised by :meth:`drain` (or the next :meth:`submit`); the caller then rolls the whole
-    transaction back. The caller must not use the connection between :meth:`submit` and :meth:`drain`
-    (or :meth:`close`): the worker owns it meanwhile.
+    PostgreSQL only. The blocks go into the snapshot's own table, created here without its key
+    (crm_core.positions), on the caller's connection and inside its transaction: nothing is decided
+    while blocks arrive. After the last block, :meth:`build_key` has the worker build the key while the
+    caller validates the whole snapshot; a key that turns out repeated (a duplicate the caller finds
+    only then) fails that build alone, under a savepoint. The caller then takes such rows out with
+    :meth:`delete_keys`, adds late rows with :meth:`copy_now`, and :meth:`attach` builds the key if it
+    is still missing and makes the table the snapshot's partition. An error of a block is raised by
+    :meth:`drain` (or the next :meth:`submit`); the caller then rolls the whole transaction back. The
+    caller must not use the connection between :meth:`submit` and :meth:`drain` (or :meth:`close`):
+    the worker owns it meanwhile.
     """
 
     def __init__(self, conn: sa.Connection, snapshot_id: int) -> None:
@@ -261,12 +238,18 @@ class BlockCopier:
         if dbapi is None:  # pragma: no cover - a live Connection always has one
             raise RuntimeError("the SQLAlchemy connection has no DBAPI connection")
         self.snapshot_id = snapshot_id
+        self.table = partitions.create_detached(conn, snapshot_id)
+        self._copy_sql = _COPY_SQL.format(table=self.table)
+        self._conn = conn
         self.rows_copied = 0  # as PostgreSQL counted them (cursor.rowcount of each COPY)
         self.busy_seconds = 0.0  # time the worker spent copying (overlapped with the caller's work)
         self.payload_seconds = 0.0  # time submit() spent building payloads (on the caller's thread)
+        self.key_seconds = 0.0  # time the worker spent building the key (overlapped with validation)
+        self._key_built = False
         self._cursor = dbapi.cursor()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inventory-copy")
-        self._futures: list[Future[bool]] = []
+        self._futures: list[Future[None]] = []
+        self._key: Future[bool] | None = None
 
     def submit(self, frame: pd.DataFrame) -> None:
         """Queue a validated block (rows that pass every per-row check) for COPY."""
@@ -274,65 +257,74 @@ class BlockCopier:
             if done.done() and done.exception() is not None:
                 raise cast(BaseException, done.exception())
         started = time.perf_counter()
-        payload = _block_payload(self.snapshot_id, frame) if len(frame) else b""
+        payload = _copy_payload(self.snapshot_id, frame) if len(frame) else b""
         self.payload_seconds += time.perf_counter() - started
-        self._futures.append(self._pool.submit(self._copy, len(self._futures), payload))
+        self._futures.append(self._pool.submit(self._copy, payload))
 
-    def _copy(self, number: int, payload: bytes) -> bool:
+    def _copy(self, payload: bytes) -> None:
         if not payload:
-            return True
+            return
+        started = time.perf_counter()
+        try:
+            self._cursor.copy_expert(self._copy_sql, io.BytesIO(payload), size=_COPY_CHUNK)
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+        self.rows_copied += max(self._cursor.rowcount, 0)
+
+    def build_key(self) -> None:
+        """No more blocks: build the key on the worker once the queued blocks are in."""
+        self._key = self._pool.submit(self._try_key)
+
+    def _try_key(self) -> bool:
         import psycopg2.errors
 
         started = time.perf_counter()
         cursor = self._cursor
-        savepoint = f"inventory_block_{number}"
-        cursor.execute(f"SAVEPOINT {savepoint}")
+        cursor.execute("SAVEPOINT inventory_key")
         try:
-            cursor.copy_expert(_COPY_SQL, io.BytesIO(payload), size=_COPY_CHUNK)
-        except psycopg2.errors.UniqueViolation:
-            cursor.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            for statement in partitions.key_statements(self.snapshot_id):
+                cursor.execute(statement)
+        except psycopg2.errors.UniqueViolation:  # a repeated position: the caller deletes it first
+            cursor.execute("ROLLBACK TO SAVEPOINT inventory_key")
             return False
         finally:
-            self.busy_seconds += time.perf_counter() - started
-        self.rows_copied += max(cursor.rowcount, 0)
-        cursor.execute(f"RELEASE SAVEPOINT {savepoint}")
+            self.key_seconds = time.perf_counter() - started
+        cursor.execute("RELEASE SAVEPOINT inventory_key")
         return True
 
-    def drain(self) -> list[bool]:
-        """Wait for every queued block; per block, True when it was copied (False: duplicate key)."""
-        return [future.result() for future in self._futures]
+    def drain(self) -> None:
+        """Wait for every queued block and the key build (raises the first error)."""
+        for future in self._futures:
+            future.result()
+        self._key_built = self._key is not None and self._key.result()
 
     def copy_now(self, frame: pd.DataFrame) -> int:
         """COPY rows on the caller's thread (after :meth:`drain`); returns the rows PostgreSQL took."""
         if not len(frame):
             return 0
         self._cursor.copy_expert(
-            _COPY_SQL, io.BytesIO(_block_payload(self.snapshot_id, frame)), size=_COPY_CHUNK
+            self._copy_sql, io.BytesIO(_copy_payload(self.snapshot_id, frame)), size=_COPY_CHUNK
         )
         return max(self._cursor.rowcount, 0)
 
     def delete_keys(self, frame: pd.DataFrame) -> int:
-        """Delete this snapshot's positions with the keys of ``frame``'s rows (after :meth:`drain`)."""
+        """Delete the copied positions with the keys of ``frame``'s rows, every copy (after :meth:`drain`)."""
         if not len(frame):
             return 0
         self._cursor.execute(
-            "DELETE FROM inventory_positions p USING (SELECT unnest(%s::text[]) AS m, "
+            f"DELETE FROM {self.table} p USING (SELECT unnest(%s::text[]) AS m, "
             "unnest(%s::text[]) AS w, unnest(%s::text[]) AS l) d "
-            "WHERE p.snapshot_id = %s AND p.material_code = d.m AND p.warehouse_code = d.w AND p.lot = d.l",
-            (
-                frame[c.MATERIAL].tolist(),
-                frame[c.WAREHOUSE].tolist(),
-                frame[c.LOT].fillna("").tolist(),
-                self.snapshot_id,
-            ),
+            "WHERE p.material_code = d.m AND p.warehouse_code = d.w AND p.lot = d.l",
+            (frame[c.MATERIAL].tolist(), frame[c.WAREHOUSE].tolist(), frame[c.LOT].fillna("").tolist()),
         )
         return max(self._cursor.rowcount, 0)
 
-    def analyze(self) -> None:
-        """Fresh statistics after the load (see :func:`copy_positions`)."""
-        self._cursor.execute(f"SET LOCAL default_statistics_target = {_ANALYZE_TARGET}")
-        self._cursor.execute("ANALYZE inventory_positions")
-        self._cursor.execute("RESET default_statistics_target")
+    def attach(self) -> None:
+        """Build the key unless the worker did, and make the table the snapshot's partition (after
+        :meth:`drain`, :meth:`delete_keys` and :meth:`copy_now`)."""
+        if not self._key_built:
+            partitions.build_key(self._conn, self.snapshot_id)
+        partitions.attach(self._conn, self.snapshot_id)
 
     def close(self) -> None:
         """Stop the worker: queued blocks are dropped, a running COPY is waited for."""
@@ -410,10 +402,14 @@ def already_processed(conn: sa.Connection, *, source: str, path: str, sha256: st
 
 
 def prune_positions(conn: sa.Connection, *, source: str, keep: int = 2) -> int:
-    """Delete the positions of all but the ``keep`` newest loaded snapshots of ``source``.
+    """Drop the positions of all but the ``keep`` newest loaded snapshots of ``source``; returns how
+    many snapshots lost theirs.
 
     The headers stay (history of what was loaded, refused, superseded); only the bulky rows go. Two are
-    kept by default: the one in force and its predecessor, which the next diff compares against.
+    kept by default: the one in force and its predecessor, which the next diff compares against. On
+    PostgreSQL their partitions are dropped, which waits at most :data:`PRUNE_LOCK_WAIT` for readers
+    of ``inventory_positions`` (a promise run, a report) to finish; after that the pruning is left to
+    the next load (logged) rather than making new readers queue behind it.
     """
     loaded = (
         sa.select(SNAPSHOTS.c.id)
@@ -424,7 +420,22 @@ def prune_positions(conn: sa.Connection, *, source: str, keep: int = 2) -> int:
     stale = [int(i) for i in conn.execute(loaded).scalars()]
     if not stale:
         return 0
-    return int(conn.execute(POSITIONS.delete().where(POSITIONS.c.snapshot_id.in_(stale))).rowcount or 0)
+    try:
+        with conn.begin_nested():
+            if partitions.partitioned(conn):
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{PRUNE_LOCK_WAIT}'")
+            return len(partitions.drop(conn, stale))
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        log.warning(
+            "positions of %s's old snapshots kept for now: readers held inventory_positions for over %s; "
+            "the next load of %s prunes them",
+            source,
+            PRUNE_LOCK_WAIT,
+            source,
+        )
+        return 0
 
 
 def delete_snapshots(conn: sa.Connection, snapshot_ids: Iterable[int]) -> int:
@@ -436,7 +447,7 @@ def delete_snapshots(conn: sa.Connection, snapshot_ids: Iterable[int]) -> int:
     ids = sorted({int(i) for i in snapshot_ids})
     if not ids:
         return 0
-    conn.execute(POSITIONS.delete().where(POSITIONS.c.snapshot_id.in_(ids)))
+    partitions.drop(conn, ids)
     return int(conn.execute(SNAPSHOTS.delete().where(SNAPSHOTS.c.id.in_(ids))).rowcount or 0)
 
 

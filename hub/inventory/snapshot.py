@@ -180,9 +180,7 @@ def ingest_snapshot(
                         )
                     )  # fmt: skip
 
-            loaded = store.copy_positions(
-                conn, snapshot_id, checked.accepted, checked.keys, before_copy=start_diff
-            )
+            loaded = store.copy_positions(conn, snapshot_id, checked.accepted, before_copy=start_diff)
             pending = started_diff[0] if started_diff else None
             store.write_quarantine(
                 conn,
@@ -274,23 +272,28 @@ def ingest_snapshot_stream(
     and nothing is decided before the last block was read:
 
     - each block's rows are checked on their own (presence, widths, catalog, signs); the rows that pass
-      are COPYed by a background thread (:class:`~hub.inventory.load.BlockCopier`) under a savepoint,
-      the others kept aside;
+      are COPYed by a background thread (:class:`~hub.inventory.load.BlockCopier`) into the snapshot's
+      own table, created without its key, the others kept aside; after the last block that thread
+      builds the key while the whole snapshot is validated (a repeated key fails the build alone,
+      under a savepoint);
     - after the last block, the whole snapshot is validated as :func:`validate_snapshot` does (the
       duplicate check over every row, Great Expectations deciding each failure) and the refusal rules
       run on the whole-file counts. A refused snapshot rolls back every COPYed block (a savepoint
       around the load) and is recorded as refused; the previous snapshot stays in force;
     - otherwise the positions are made exactly the accepted rows: copies of a duplicated key that were
-      COPYed are deleted, accepted rows not COPYed (a block that hit a duplicate of an earlier block,
-      a suspect row the suite passed) are COPYed now; the count is checked against the accepted rows;
+      COPYed are deleted, accepted rows not COPYed (a suspect row the suite passed) are COPYed now;
+      the count is checked against the accepted rows, then the table gets its key if it has none yet
+      and becomes the snapshot's partition (crm_core.positions);
     - an exception from ``blocks`` (a file found cut off or undecodable half-way) rolls back everything
       and is raised: the caller records the refusal (:func:`refuse_snapshot`).
 
     ``identify`` is for a file whose identity (sha256) is known only once its last block arrived: it is
     called after the last block and replaces ``file`` and ``checksum``.
 
-    ``stages`` receives wall seconds per stage (``validate``, ``payload``, ``copy_wait``, ``finish``,
-    ``diff``; ``copy_busy`` is the COPY thread's time, overlapped with the others).
+    ``stages`` receives wall seconds per stage (``validate``, ``payload``, ``copy_wait``: the COPY and
+    key build not hidden behind validation, ``key``: fixing duplicates and attaching the partition,
+    ``finish``, ``diff``; ``copy_busy`` and ``key_busy`` are the COPY thread's times, overlapped with
+    the others).
     """
     stages = stages if stages is not None else {}
     if engine.dialect.name != "postgresql" or not copy_in_blocks:
@@ -366,6 +369,7 @@ def ingest_snapshot_stream(
                 rows_read += block.rows_read
                 if block.taken_at is not None:
                     stamps.append(block.taken_at)
+            copier.build_key()  # on the COPY thread, while the whole snapshot is validated below
             if identify is not None:
                 file = identify()
                 checksum = file.sha256
@@ -383,7 +387,7 @@ def ingest_snapshot_stream(
                 parse_problems=problems,
                 rows_read=rows_read,
                 expected_rows=expected_rows,
-                keys=c.PositionKeys.of(full),
+                keys=c.PositionKeys.of(full, materials, warehouses),
                 checks=checks,
             )
             reason = refusal_reason(
@@ -396,13 +400,12 @@ def ingest_snapshot_stream(
                     limit=diff_limit,
                 )  # fmt: skip
             since = clock("validate", since)
-            copied = copier.drain()
+            copier.drain()
             since = clock("copy_wait", since)
             if reason is None:
                 rejected_lines = np.fromiter((r.line for r in checked.rejects), dtype=np.int64)
                 accepted = ~full[c.SOURCE_LINE].isin(rejected_lines).to_numpy()
-                sent = [rows & ok for rows, ok in zip(submitted, copied, strict=True)]
-                loaded = np.concatenate(sent) if sent else np.zeros(0, dtype=bool)
+                loaded = np.concatenate(submitted) if submitted else np.zeros(0, dtype=bool)
                 deleted = copier.delete_keys(full.loc[loaded & ~accepted])
                 added = copier.copy_now(full.loc[accepted & ~loaded])
                 if copier.rows_copied - deleted + added != len(checked.accepted):
@@ -411,10 +414,12 @@ def ingest_snapshot_stream(
                         f"positions after the load but {len(checked.accepted)} rows were accepted; rolled "
                         "back, nothing changed. Report this as a bug."
                     )
-                copier.analyze()
+                copier.attach()
+                since = clock("key", since)
         finally:
             copier.close()
         stages["copy_busy"] = copier.busy_seconds
+        stages["key_busy"] = copier.key_seconds
         stages["payload"] = stages.get("payload", 0.0) + copier.payload_seconds
         if reason is not None:
             load.rollback()

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.filedrop import HostKeyVerificationError, SftpDropClient
+from crm_core import positions
 from hub.config import load_template
 from hub.errors import TransientError
 from hub.inventory.ledger import SnapshotLedgerReport, check_snapshot
@@ -413,6 +414,7 @@ def test_check_snapshot_sees_each_kind_of_damage(inv_store: InvStore, tmp_path: 
             ),
             {"src": SOURCE},
         ).scalar_one()
+        positions.create_attached(conn, other)  # on PostgreSQL a snapshot's rows need its partition
         conn.execute(
             sa.text(
                 "INSERT INTO inventory_positions (snapshot_id, material_code, warehouse_code, lot, on_hand, "
