@@ -15,8 +15,8 @@ Sections (each a function returning :class:`Result` rows; ``main`` runs them and
   runs in; each of them diffs against the snapshot the previous pull loaded, in process (the first
   pull after a restart diffs in SQL instead, ~1 s more at 1M rows), and its retention removes the
   positions of the snapshot before that (on PostgreSQL a partition dropped), as in production. Each
-  pull prints its wall time per stage (download, parse, normalise, validate, COPY payload, COPY wait,
-  key, finish, diff): on
+  pull prints its wall time per stage (download, parse, normalise, validate, COPY wait, key, finish,
+  diff): on
   PostgreSQL the file is loaded in blocks, each COPYed by a background thread while the next one is
   parsed (``copy_wait`` is the part of the COPY not hidden behind parsing).
 
@@ -443,7 +443,6 @@ _STAGES = (
     "parse",
     "normalise",
     "validate",
-    "payload",
     "copy_wait",
     "key",
     "finish",
@@ -464,6 +463,7 @@ def _stage_line(stages: dict[str, float] | object, total: float) -> str:
         f"{label} {got[name]:.2f}"
         for name, label in (
             ("download_overlapped", "download"),
+            ("payload_busy", "COPY payload"),
             ("copy_busy", "COPY"),
             ("key_busy", "key build"),
         )

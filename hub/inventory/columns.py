@@ -101,10 +101,15 @@ class PositionKeys:
     Computed once per snapshot and shared by the steps that need the key: the duplicate check
     (:mod:`hub.inventory.validate`) and the in-process snapshot diff (:mod:`hub.inventory.diff`). A
     dictionary may hold codes no row uses (the catalog's); a missing code is -1. ``on_hand`` and
-    ``reserved`` are the quantities as the store keeps them (4 places).
+    ``reserved`` are the quantities as the store keeps them (4 places). ``catalogs`` holds, for
+    materials and warehouses, the catalog index (:func:`catalog_codes`) whose codes lead the dictionary
+    (None: the codes were factorised, not looked up in a catalog).
     """
 
-    __slots__ = ("material", "warehouse", "lot", "materials", "warehouses", "lots", "on_hand", "reserved")
+    __slots__ = (
+        "material", "warehouse", "lot", "materials", "warehouses", "lots", "on_hand", "reserved",
+        "catalogs",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -116,10 +121,12 @@ class PositionKeys:
         lots: pd.Index,
         on_hand: np.ndarray,
         reserved: np.ndarray,
+        catalogs: tuple[pd.Index | None, pd.Index | None] = (None, None),
     ) -> None:
         self.material, self.warehouse, self.lot = material, warehouse, lot
         self.materials, self.warehouses, self.lots = materials, warehouses, lots
         self.on_hand, self.reserved = on_hand, reserved
+        self.catalogs = catalogs
 
     @classmethod
     def of(
@@ -131,10 +138,16 @@ class PositionKeys:
         factorised (a hash lookup in 50k codes instead of building a table of the values: about half
         the time at 1M rows); codes the catalog lacks get codes after its own.
         """
-        m, ms = _codes(frame[MATERIAL], materials)
-        w, ws = _codes(frame[WAREHOUSE], warehouses)
-        lot, ls = _codes(frame[LOT], None)
-        return cls(m, w, lot, ms, ws, ls, quantities(frame[ON_HAND]), quantities(frame[RESERVED]))
+        m, ms = encode(frame[MATERIAL], materials)
+        w, ws = encode(frame[WAREHOUSE], warehouses)
+        lot, ls = encode(frame[LOT], None)
+        catalogs = (
+            None if materials is None else catalog_codes(materials)[1],
+            None if warehouses is None else catalog_codes(warehouses)[1],
+        )
+        return cls(
+            m, w, lot, ms, ws, ls, quantities(frame[ON_HAND]), quantities(frame[RESERVED]), catalogs
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.material)
@@ -144,7 +157,7 @@ class PositionKeys:
         return PositionKeys(
             self.material[rows], self.warehouse[rows], self.lot[rows],
             self.materials, self.warehouses, self.lots,
-            self.on_hand[rows], self.reserved[rows],
+            self.on_hand[rows], self.reserved[rows], self.catalogs,
         )  # fmt: skip
 
     def combined(self) -> np.ndarray | None:
@@ -192,7 +205,7 @@ def catalog_codes(codes: Set[str]) -> tuple[pa.Array, pd.Index]:
     return array, index
 
 
-def _codes(values: pd.Series, catalog: Set[str] | None) -> tuple[np.ndarray, pd.Index]:
+def encode(values: pd.Series, catalog: Set[str] | None) -> tuple[np.ndarray, pd.Index]:
     """Integer codes of ``values`` (-1: missing) and the dictionary they index."""
     if catalog is None:
         codes, uniques = pd.factorize(values)

@@ -243,7 +243,7 @@ class BlockCopier:
         self._conn = conn
         self.rows_copied = 0  # as PostgreSQL counted them (cursor.rowcount of each COPY)
         self.busy_seconds = 0.0  # time the worker spent copying (overlapped with the caller's work)
-        self.payload_seconds = 0.0  # time submit() spent building payloads (on the caller's thread)
+        self.payload_seconds = 0.0  # time the worker spent building payloads (overlapped likewise)
         self.key_seconds = 0.0  # time the worker spent building the key (overlapped with validation)
         self._key_built = False
         self._cursor = dbapi.cursor()
@@ -256,14 +256,16 @@ class BlockCopier:
         for done in self._futures:  # surface a failed block early instead of parsing on for nothing
             if done.done() and done.exception() is not None:
                 raise cast(BaseException, done.exception())
-        started = time.perf_counter()
-        payload = _copy_payload(self.snapshot_id, frame) if len(frame) else b""
-        self.payload_seconds += time.perf_counter() - started
-        self._futures.append(self._pool.submit(self._copy, payload))
+        self._futures.append(self._pool.submit(self._copy, frame))
 
-    def _copy(self, payload: bytes) -> None:
-        if not payload:
+    def _copy(self, frame: pd.DataFrame) -> None:
+        if not len(frame):
             return
+        # Built here, not on the caller's thread: Arrow writes the CSV without holding the GIL, so it
+        # runs beside the parsing of the next block instead of in its way.
+        started = time.perf_counter()
+        payload = _copy_payload(self.snapshot_id, frame)
+        self.payload_seconds += time.perf_counter() - started
         started = time.perf_counter()
         try:
             self._cursor.copy_expert(self._copy_sql, io.BytesIO(payload), size=_COPY_CHUNK)

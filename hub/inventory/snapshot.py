@@ -36,6 +36,7 @@ from hub.inventory.diff import SnapshotDiff, diff_snapshots
 from hub.inventory.validate import (
     SnapshotPolicy,
     ValidatedSnapshot,
+    catalog_checks,
     refusal_reason,
     row_checks,
     suspect_rows,
@@ -271,7 +272,8 @@ def ingest_snapshot_stream(
     The guarantees are those of :func:`ingest_snapshot`, because everything happens in one transaction
     and nothing is decided before the last block was read:
 
-    - each block's rows are checked on their own (presence, widths, catalog, signs); the rows that pass
+    - each block's rows are checked on their own (presence, widths, signs; the catalog once all rows
+      are in); the rows that pass
       are COPYed by a background thread (:class:`~hub.inventory.load.BlockCopier`) into the snapshot's
       own table, created without its key, the others kept aside; after the last block that thread
       builds the key while the whole snapshot is validated (a repeated key fails the build alone,
@@ -290,10 +292,10 @@ def ingest_snapshot_stream(
     ``identify`` is for a file whose identity (sha256) is known only once its last block arrived: it is
     called after the last block and replaces ``file`` and ``checksum``.
 
-    ``stages`` receives wall seconds per stage (``validate``, ``payload``, ``copy_wait``: the COPY and
-    key build not hidden behind validation, ``key``: fixing duplicates and attaching the partition,
-    ``finish``, ``diff``; ``copy_busy`` and ``key_busy`` are the COPY thread's times, overlapped with
-    the others).
+    ``stages`` receives wall seconds per stage (``validate``, ``copy_wait``: the COPY and key build not
+    hidden behind validation, ``key``: fixing duplicates and attaching the partition, ``finish``,
+    ``diff``; ``payload_busy``, ``copy_busy`` and ``key_busy`` are the COPY thread's times, overlapped
+    with the others).
     """
     stages = stages if stages is not None else {}
     if engine.dialect.name != "postgresql" or not copy_in_blocks:
@@ -358,7 +360,10 @@ def ingest_snapshot_stream(
             for block in blocks:
                 since = time.perf_counter()
                 frame = block.frame.reset_index(drop=True)
-                checks = row_checks(frame, materials, warehouses)
+                # The catalog checks wait for the whole snapshot (below): a row naming an unknown code
+                # is copied, then deleted like a rejected duplicate. Per block, they cost a hash set of
+                # the 50k catalog codes each time; once, they come free with the snapshot's keys.
+                checks = row_checks(frame, None, None)
                 clean = ~suspect_rows(frame, checks)
                 since = clock("validate", since)
                 copier.submit(frame if clean.all() else frame.loc[clean])
@@ -379,7 +384,9 @@ def ingest_snapshot_stream(
                 checks = {k: np.concatenate([b[k] for b in block_checks]) for k in block_checks[0]}
             else:
                 full = c.normalize_snapshot_frame(pd.DataFrame(columns=[c.MATERIAL, c.WAREHOUSE, c.ON_HAND]))
-                checks = row_checks(full, materials, warehouses)
+                checks = row_checks(full, None, None)
+            keys = c.PositionKeys.of(full, materials, warehouses)
+            checks |= catalog_checks(full, materials, warehouses, keys)
             checked = validate_snapshot(
                 full,
                 known_materials=materials,
@@ -387,7 +394,7 @@ def ingest_snapshot_stream(
                 parse_problems=problems,
                 rows_read=rows_read,
                 expected_rows=expected_rows,
-                keys=c.PositionKeys.of(full, materials, warehouses),
+                keys=keys,
                 checks=checks,
             )
             reason = refusal_reason(
@@ -420,7 +427,7 @@ def ingest_snapshot_stream(
             copier.close()
         stages["copy_busy"] = copier.busy_seconds
         stages["key_busy"] = copier.key_seconds
-        stages["payload"] = stages.get("payload", 0.0) + copier.payload_seconds
+        stages["payload_busy"] = copier.payload_seconds
         if reason is not None:
             load.rollback()
             snapshot_id = _write_refused(conn, source, origin, reason, taken, checksum, checked, file)

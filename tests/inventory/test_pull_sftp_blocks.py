@@ -57,7 +57,7 @@ def test_blocks_load_exactly_what_the_whole_file_validates_to(
     put_file(drop, "inventory/INV_1.csv", content, done=True)
     report = pull(pg_store, sshd, drop, downloads, policy=SnapshotPolicy(max_reject_share=0.05))
     [loaded] = report.loaded
-    assert {"download_overlapped", "parse", "validate", "payload", "copy_wait", "finish"} <= set(
+    assert {"download_overlapped", "parse", "validate", "payload_busy", "copy_wait", "finish"} <= set(
         loaded.stages
     )
 
