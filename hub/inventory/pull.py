@@ -191,7 +191,7 @@ def snapshot_frame_from_csv(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
 
 BLOCK_BYTES = 4 << 20
 """Bytes of the downloaded file per block of the pipelined load (about 60k rows of a typical export)."""
-_MAX_BLOCKS = 32  # one savepoint per block; PostgreSQL keeps 64 subtransactions per backend in memory
+_MAX_BLOCKS = 32  # a cap on per-block overheads (COPY statements, frames to concatenate) for huge files
 
 
 def _block_taken_at(frame: pd.DataFrame) -> datetime | None:

@@ -273,11 +273,10 @@ def ingest_snapshot_stream(
     and nothing is decided before the last block was read:
 
     - each block's rows are checked on their own (presence, widths, signs; the catalog once all rows
-      are in); the rows that pass
-      are COPYed by a background thread (:class:`~hub.inventory.load.BlockCopier`) into the snapshot's
-      own table, created without its key, the others kept aside; after the last block that thread
-      builds the key while the whole snapshot is validated (a repeated key fails the build alone,
-      under a savepoint);
+      are in); the rows that pass are COPYed by a background thread
+      (:class:`~hub.inventory.load.BlockCopier`) into the snapshot's own table, created without its
+      key, the others kept aside; after the last block that thread builds the key while the whole
+      snapshot is validated (a repeated key fails the build alone, under a savepoint);
     - after the last block, the whole snapshot is validated as :func:`validate_snapshot` does (the
       duplicate check over every row, Great Expectations deciding each failure) and the refusal rules
       run on the whole-file counts. A refused snapshot rolls back every COPYed block (a savepoint
