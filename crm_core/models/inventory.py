@@ -48,6 +48,10 @@ class InventoryPosition(Base):
     (migration 0003). Code that deletes snapshot headers must therefore delete their positions first
     (see ``hub.inventory.load.prune_positions`` / ``delete_snapshots``). The key text columns use
     COLLATE "C" on PostgreSQL (migration 0004): the key index compares bytes, not locale rules.
+
+    On PostgreSQL the table is partitioned by snapshot (migration 0005, :mod:`crm_core.positions`):
+    one partition per snapshot, its key ordered (material_code, warehouse_code, lot, snapshot_id), and
+    removing a snapshot's positions drops its partition. The model describes the parent's columns.
     """
 
     __tablename__ = "inventory_positions"

@@ -444,7 +444,8 @@ def delete_snapshots(conn: sa.Connection, snapshot_ids: Iterable[int]) -> int:
     """Delete snapshot headers and their positions; returns how many headers went.
 
     ``inventory_positions.snapshot_id`` has no foreign key (migration 0003: the per-row check cost as
-    much as the COPY), so nothing cascades: positions are deleted here first, explicitly.
+    much as the COPY), so nothing cascades: positions are removed here first, explicitly (their
+    partitions dropped on PostgreSQL).
     """
     ids = sorted({int(i) for i in snapshot_ids})
     if not ids:

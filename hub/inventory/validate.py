@@ -222,7 +222,7 @@ def _check_columns(
         checks = dict(checks)
     # A row without a complete key cannot be a duplicate of anything meaningful: it fails on presence.
     # On the factorised key (one int64 per row): frame.duplicated over three string columns cost
-    # ~0.45 s at 1M rows, and the codes are needed again for the COPY order and the diff.
+    # ~0.45 s at 1M rows, and the codes are needed again for the catalog checks and the diff.
     checks[_UNIQUE] = ~keys.duplicated() | ~checks[_PRESENT]
     return checks
 
