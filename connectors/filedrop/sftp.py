@@ -21,7 +21,8 @@ Guarantees:
   :mod:`connectors.filedrop.paths`; symlinks on the server are not followed.
 - **Complete files only**, by the configured policy (done-file, manifest, or stable size).
 - **No partial file is ever promoted.** Downloads go to a hidden ``.part`` name beside the target,
-  with prefetch (see PERF-RELIABILITY A.1: prefetch is what makes paramiko fast), a stall watchdog, a
+  with prefetch (see PERF-RELIABILITY A.1: prefetch is what makes paramiko fast; :mod:`.prefetch`
+  keeps paramiko from silently turning it off half-way), a stall watchdog, a
   size (and manifest sha256) check and an atomic :func:`os.replace`. A disconnect or stall discards
   the part file, reconnects and starts over, under :mod:`connectors.retry`.
 """
@@ -64,6 +65,7 @@ from connectors.filedrop.paths import (
     remote_join,
     safe_relative,
 )
+from connectors.filedrop.prefetch import prefetch_whole_file
 from connectors.filedrop.settings import SftpSettings, key_fingerprint
 from connectors.retry import build_retrying
 from hub.errors import (
@@ -638,8 +640,8 @@ class SftpDropClient:
                 _StallWatchdog(settings.stall_timeout, self._abort_transport) as dog,
             ):
                 try:
-                    with sftp.open(remote_path, "rb") as handle:
-                        handle.prefetch(size)
+                    with sftp.open(remote_path, "rb") as opened:
+                        handle = prefetch_whole_file(opened, size)
                         while received <= size:
                             chunk = handle.read(CHUNK_SIZE)
                             if not chunk:
