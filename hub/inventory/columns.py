@@ -99,11 +99,12 @@ class PositionKeys:
     """A snapshot's (material, warehouse, lot) keys as integer codes into three dictionaries.
 
     Computed once per snapshot and shared by the steps that need the key: the duplicate check
-    (:mod:`hub.inventory.validate`) and the in-process snapshot diff (:mod:`hub.inventory.diff`). A
-    dictionary may hold codes no row uses (the catalog's); a missing code is -1. ``on_hand`` and
-    ``reserved`` are the quantities as the store keeps them (4 places). ``catalogs`` holds, for
-    materials and warehouses, the catalog index (:func:`catalog_codes`) whose codes lead the dictionary
-    (None: the codes were factorised, not looked up in a catalog).
+    (:mod:`hub.inventory.validate`) and the in-process snapshot diff (:mod:`hub.inventory.diff`). The
+    dictionaries are Arrow string arrays of distinct values (a million lots stay one Arrow buffer, not a
+    million Python strings); a dictionary may hold values no row uses (the catalog's); a missing code
+    is -1. ``on_hand`` and ``reserved`` are the quantities as the store keeps them (4 places).
+    ``catalogs`` holds, for materials and warehouses, the catalog array (:func:`catalog_codes`) whose
+    values lead the dictionary (None: the codes were dictionary-encoded, not looked up in a catalog).
     """
 
     __slots__ = (
@@ -116,12 +117,12 @@ class PositionKeys:
         material: np.ndarray,
         warehouse: np.ndarray,
         lot: np.ndarray,
-        materials: pd.Index,
-        warehouses: pd.Index,
-        lots: pd.Index,
+        materials: pa.Array,
+        warehouses: pa.Array,
+        lots: pa.Array,
         on_hand: np.ndarray,
         reserved: np.ndarray,
-        catalogs: tuple[pd.Index | None, pd.Index | None] = (None, None),
+        catalogs: tuple[pa.Array | None, pa.Array | None] = (None, None),
     ) -> None:
         self.material, self.warehouse, self.lot = material, warehouse, lot
         self.materials, self.warehouses, self.lots = materials, warehouses, lots
@@ -135,15 +136,15 @@ class PositionKeys:
         """Encode the key columns of a snapshot frame (row order kept).
 
         With the catalog's ``materials`` and ``warehouses`` their codes are looked up in it instead of
-        factorised (a hash lookup in 50k codes instead of building a table of the values: about half
-        the time at 1M rows); codes the catalog lacks get codes after its own.
+        encoded (a hash lookup in 50k codes instead of building a table of the values: about half the
+        time at 1M rows); codes the catalog lacks get codes after its own.
         """
         m, ms = encode(frame[MATERIAL], materials)
         w, ws = encode(frame[WAREHOUSE], warehouses)
         lot, ls = encode(frame[LOT], None)
         catalogs = (
-            None if materials is None else catalog_codes(materials)[1],
-            None if warehouses is None else catalog_codes(warehouses)[1],
+            None if materials is None else catalog_codes(materials),
+            None if warehouses is None else catalog_codes(warehouses),
         )
         return cls(
             m, w, lot, ms, ws, ls, quantities(frame[ON_HAND]), quantities(frame[RESERVED]), catalogs
@@ -188,42 +189,69 @@ class PositionKeys:
         return pd.Series(key).duplicated(keep=False).to_numpy() & (key >= 0)
 
 
-_CATALOGS: dict[int, tuple[Set[str], pa.Array, pd.Index]] = {}
+_CATALOGS: dict[int, tuple[Set[str], pa.Array]] = {}
 
 
-def catalog_codes(codes: Set[str]) -> tuple[pa.Array, pd.Index]:
-    """A catalog's codes as an Arrow array and a pandas Index in one fixed order, kept for the last few
-    sets (a streamed snapshot asks per block; the codes are then positions in this order)."""
+def catalog_codes(codes: Set[str]) -> pa.Array:
+    """A catalog's codes as an Arrow array in one fixed order, kept for the last few sets (a streamed
+    snapshot asks per block; the codes are then positions in this order)."""
     kept = _CATALOGS.get(id(codes))
     if kept is not None and kept[0] is codes:
-        return kept[1], kept[2]
-    listed = list(codes)
-    array, index = pa.array(listed, type=pa.string()), pd.Index(listed, dtype=object)
+        return kept[1]
+    array = pa.array(list(codes), type=pa.string())
     if len(_CATALOGS) >= 4:
         _CATALOGS.pop(next(iter(_CATALOGS)))
-    _CATALOGS[id(codes)] = (codes, array, index)  # the set is referenced, so its id is not reused meanwhile
-    return array, index
+    _CATALOGS[id(codes)] = (codes, array)  # the set is referenced, so its id is not reused meanwhile
+    return array
 
 
-def encode(values: pd.Series, catalog: Set[str] | None) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes of ``values`` (-1: missing) and the dictionary they index."""
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """A text column as one Arrow string array (pandas' Arrow-backed strings convert without a copy
+    of the characters)."""
+    array = pa.array(values, type=pa.string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _codes(indices: pa.Array) -> np.ndarray:
+    """Arrow dictionary indices or lookup positions as int64, -1 where null."""
+    return np.asarray(indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def encode(values: pd.Series, catalog: Set[str] | None) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes of ``values`` (-1: missing) and the dictionary they index (an Arrow string array).
+
+    Arrow's dictionary encoding, not pandas' factorize: for a block-concatenated column pandas encodes
+    chunk by chunk, unifies the dictionaries (a second hash pass) and makes a Python string of every
+    distinct value; a million distinct lots cost about three times as much that way.
+    """
+    array = _arrow_text(values)
     if catalog is None:
-        codes, uniques = pd.factorize(values)
-        return codes.astype(np.int64, copy=False), pd.Index(uniques, dtype=object)
-    array, index = catalog_codes(catalog)
-    found = pc.index_in(pa.array(values, type=pa.string()), value_set=array)
-    codes = np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    outside = (codes < 0) & values.notna().to_numpy()
+        encoded = pc.dictionary_encode(array)
+        return _codes(encoded.indices), encoded.dictionary
+    known = catalog_codes(catalog)
+    codes = lookup(array, known)
+    outside = (codes < 0) & array.is_valid().to_numpy(zero_copy_only=False)
     if not outside.any():
-        return codes, index
-    extra, uniques = pd.factorize(values[outside])
-    codes[outside] = extra + len(index)
-    return codes, index.append(pd.Index(uniques, dtype=object))
+        return codes, known
+    extra = pc.dictionary_encode(array.filter(pa.array(outside)))
+    codes[outside] = _codes(extra.indices) + len(known)
+    return codes, pa.concat_arrays([known, extra.dictionary])
 
 
-def byte_ranks(uniques: pd.Index) -> np.ndarray:
+def lookup(values: pa.Array, dictionary: pa.Array) -> np.ndarray:
+    """Each value's position in ``dictionary`` (distinct values), -1 where it is absent or missing."""
+    return _codes(pc.index_in(values, value_set=dictionary))
+
+
+def decode(dictionary: pa.Array, codes: np.ndarray) -> np.ndarray:
+    """The values of ``codes`` (None for -1) as a Python object array."""
+    taken = dictionary.take(pa.array(codes, mask=codes < 0))
+    return np.asarray(taken.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def byte_ranks(uniques: pa.Array) -> np.ndarray:
     """Each dictionary entry's position in byte (code point) order."""
-    order = np.argsort(uniques.to_numpy(dtype=object).astype(str), kind="stable")
+    order = np.asarray(pc.array_sort_indices(uniques), dtype=np.int64)
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order), dtype=np.int64)
     return ranks

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from hub.inventory.columns import QTY_PLACES, PositionKeys, byte_ranks
+from hub.inventory.columns import QTY_PLACES, PositionKeys, byte_ranks, decode, lookup
 from hub.inventory.load import POSITIONS, SNAPSHOTS
 
 KEY = ("material_code", "warehouse_code", "lot")
@@ -227,8 +227,12 @@ def _to_old_space(old: PositionKeys, new: PositionKeys) -> np.ndarray | None:
         (old.warehouses, new.warehouses, new.warehouse),
         (old.lots, new.lots, new.lot),
     ):
+        if new_dict is old_dict:  # the same catalog array, nothing outside it: codes already agree
+            parts.append(codes)
+            continue
         # Only the dictionaries are looked up (50k materials, not 1M rows); rows follow by their codes.
-        mapping = np.append(old_dict.get_indexer(new_dict).astype(np.int64), -1)
+        # Arrow hashes the strings without the GIL (the main thread is validating meanwhile).
+        mapping = np.append(lookup(new_dict, old_dict), -1)
         parts.append(mapping[codes])  # code -1 (missing) picks the appended -1
     translated = PositionKeys(
         parts[0], parts[1], parts[2], old.materials, old.warehouses, old.lots, new.on_hand, new.reserved
@@ -245,8 +249,6 @@ def _listing(keys: PositionKeys, rows: np.ndarray, limit: int, extra: dict[str, 
     columns = ["material_code", "warehouse_code", "lot", *extra]
     if not limit or not len(rows):
         return pd.DataFrame(columns=columns)
-    material = keys.materials.to_numpy(dtype=object)[keys.material[rows]]
-    warehouse = keys.warehouses.to_numpy(dtype=object)[keys.warehouse[rows]]
     if len(rows) > limit:
         # The first `limit` by (material, warehouse) rank bound the answer; only those are sorted fully.
         mw = (
@@ -255,9 +257,12 @@ def _listing(keys: PositionKeys, rows: np.ndarray, limit: int, extra: dict[str, 
         )
         bound = np.partition(mw, limit - 1)[limit - 1]
         near = mw <= bound
-        rows, material, warehouse = rows[near], material[near], warehouse[near]
+        rows = rows[near]
         extra = {name: values[near] for name, values in extra.items()}
-    lot = keys.lots.to_numpy(dtype=object)[keys.lot[rows]]
+    # Only the listed rows' values become Python strings (a dictionary may hold a million lots).
+    material = decode(keys.materials, keys.material[rows])
+    warehouse = decode(keys.warehouses, keys.warehouse[rows])
+    lot = decode(keys.lots, keys.lot[rows])
     records = sorted(
         zip(
             material.tolist(),

@@ -161,7 +161,7 @@ def catalog_checks(
     ):
         if catalog is None:
             continue
-        own = c.catalog_codes(catalog)[1]
+        own = c.catalog_codes(catalog)
         size = len(own)
         if keys is not None and keys.catalogs[index] is own:
             codes = keys.material if column == c.MATERIAL else keys.warehouse

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hub.inventory import columns as c
 
@@ -23,8 +25,8 @@ def _frame(materials: list[str | None], warehouses: list[str | None], lots: list
     )
 
 
-def _decoded(codes: np.ndarray, dictionary: pd.Index) -> list[object]:
-    return [None if code < 0 else dictionary[code] for code in codes]
+def _decoded(codes: np.ndarray, dictionary: pa.Array) -> list[object]:
+    return [None if code < 0 else dictionary[int(code)].as_py() for code in codes]
 
 
 def test_catalog_codes_decode_to_the_values_and_unknown_codes_get_their_own() -> None:
@@ -40,7 +42,10 @@ def test_catalog_codes_decode_to_the_values_and_unknown_codes_get_their_own() ->
     assert keys.material[2] == keys.material[5] >= 3
     assert keys.material[6] >= 3 and keys.material[6] != keys.material[2]
     assert keys.warehouse[4] >= 2
-    assert keys.materials.is_unique and keys.warehouses.is_unique
+    for dictionary in (keys.materials, keys.warehouses, keys.lots):
+        assert len(pc.unique(dictionary)) == len(dictionary)
+    assert c.decode(keys.lots, keys.lot).tolist() == ["a", "b", "c", "d", "a", "c", ""]
+    assert c.decode(keys.materials, np.array([0, -1])).tolist()[1] is None
 
 
 def test_duplicates_match_pandas_with_and_without_the_catalog() -> None:
