@@ -51,6 +51,7 @@ from typing import Any, Protocol, TypeVar
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
+from connectors.filedrop.channel_buffer import trim_reads_in_place
 from connectors.filedrop.errors import (
     DownloadStalledError,
     FileChangedError,
@@ -362,6 +363,7 @@ class SftpDropClient:
             channel = sftp.get_channel()
             if channel is not None:
                 channel.settimeout(settings.stall_timeout)
+                trim_reads_in_place(channel)
         except BaseException:
             client.close()
             raise
