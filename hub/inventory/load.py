@@ -248,6 +248,10 @@ class BlockCopier:
         self._key_built = False
         self._cursor = dbapi.cursor()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inventory-copy")
+        # Payloads are built one step ahead on a thread of their own: on a single worker the payload
+        # (Arrow, no GIL) and the COPY (PostgreSQL) took turns and the COPY fell behind the parser,
+        # so the key build at the end started that much later.
+        self._payloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inventory-payload")
         self._futures: list[Future[None]] = []
         self._key: Future[bool] | None = None
 
@@ -256,16 +260,21 @@ class BlockCopier:
         for done in self._futures:  # surface a failed block early instead of parsing on for nothing
             if done.done() and done.exception() is not None:
                 raise cast(BaseException, done.exception())
-        self._futures.append(self._pool.submit(self._copy, frame))
+        if len(frame):
+            payload = self._payloads.submit(self._payload, frame)
+            self._futures.append(self._pool.submit(self._copy, payload))
 
-    def _copy(self, frame: pd.DataFrame) -> None:
-        if not len(frame):
-            return
-        # Built here, not on the caller's thread: Arrow writes the CSV without holding the GIL, so it
-        # runs beside the parsing of the next block instead of in its way.
+    def _payload(self, frame: pd.DataFrame) -> bytes:
+        # Not on the caller's thread: Arrow writes the CSV without holding the GIL, so it runs beside
+        # the parsing of the next block instead of in its way.
         started = time.perf_counter()
-        payload = _copy_payload(self.snapshot_id, frame)
-        self.payload_seconds += time.perf_counter() - started
+        try:
+            return _copy_payload(self.snapshot_id, frame)
+        finally:
+            self.payload_seconds += time.perf_counter() - started
+
+    def _copy(self, pending: Future[bytes]) -> None:
+        payload = pending.result()
         started = time.perf_counter()
         try:
             self._cursor.copy_expert(self._copy_sql, io.BytesIO(payload), size=_COPY_CHUNK)
@@ -330,7 +339,9 @@ class BlockCopier:
 
     def close(self) -> None:
         """Stop the worker: queued blocks are dropped, a running COPY is waited for."""
+        self._payloads.shutdown(wait=False, cancel_futures=True)  # a COPY waiting on one gets cancelled
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._payloads.shutdown(wait=True)
         self._cursor.close()
 
 
