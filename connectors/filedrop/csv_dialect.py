@@ -261,7 +261,9 @@ class GrowingBytes:
 
     def slice(self, start: int, end: int) -> bytes:
         with self._cond:
-            return bytes(self._buffer[start:end])
+            # One copy (a bytearray slice would be a second): the view is gone before the lock is
+            # released, so a write() never finds the buffer exported when it grows it.
+            return bytes(memoryview(self._buffer)[start:end])
 
 
 class CsvBlockReader:
