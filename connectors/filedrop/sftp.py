@@ -364,6 +364,15 @@ class SftpDropClient:
             if channel is not None:
                 channel.settimeout(settings.stall_timeout)
                 trim_reads_in_place(channel)
+        except paramiko.AuthenticationException as exc:
+            # paramiko reports a connection that dropped mid-login as an authentication failure too
+            # ("transport shut down or saw EOF"); a refused login leaves the transport up.
+            transport = client.get_transport()
+            lost = transport is None or not transport.is_active()
+            client.close()
+            if lost:
+                raise ConnectionResetError(f"the connection dropped during the login ({exc})") from exc
+            raise
         except BaseException:
             client.close()
             raise

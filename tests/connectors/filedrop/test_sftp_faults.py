@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from paramiko.auth_handler import AuthHandler
 
 from connectors.filedrop import SftpDropClient
 from hub.errors import TransientError
@@ -98,6 +101,26 @@ def test_reset_during_listing_is_retried(sshd, drop, downloads, big_file: bytes)
         with SftpDropClient(through(proxy, sshd, drop, downloads), sleep=lambda _s: None) as client:
             assert [f.path for f in client.list_complete_files()] == ["big.csv"]
         assert proxy.resets == 1 and client.connections_opened == 2
+
+
+def test_a_connection_lost_during_the_login_is_retried_not_called_a_refusal(
+    sshd, drop, downloads, big_file: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where a reset lands depends on timing: at 1500 bytes it sometimes hits the login, which paramiko
+    # reports as an authentication failure ("transport shut down or saw EOF"). Here it always does.
+    dropped: list[bool] = []
+    wait_for_response = AuthHandler.wait_for_response
+
+    def drop_first(self: AuthHandler, event: Any) -> Any:
+        if not dropped:  # the login request went out; the line dies before the answer comes back
+            dropped.append(True)
+            self.transport.sock.shutdown(socket.SHUT_RD)  # reads now see end of stream
+        return wait_for_response(self, event)
+
+    monkeypatch.setattr(AuthHandler, "wait_for_response", drop_first)
+    with SftpDropClient(sshd.settings(drop, downloads), sleep=lambda _s: None) as client:
+        assert [f.path for f in client.list_complete_files()] == ["big.csv"]
+    assert dropped and client.connections_opened == 2
 
 
 def test_download_through_added_latency(sshd, drop, downloads, big_file: bytes) -> None:
