@@ -43,6 +43,7 @@ from connectors.filedrop.errors import (
     TruncatedFileError,
 )
 from connectors.filedrop.settings import CsvDialect
+from connectors.filedrop.transcode import gb18030_to_utf8, transcodes
 
 __all__ = [
     "SOURCE_LINE",
@@ -369,7 +370,7 @@ class CsvBlockReader:
         if _is_utf8(self.dialect.encoding):
             text = raw
         else:
-            text = _decode(raw, self.dialect.encoding, self.name, self._line_base).encode("utf-8")
+            text = _utf8(raw, self.dialect.encoding, self.name, self._line_base)
         if not text.endswith(b"\n"):
             text += b"\n"
         block = _parse_body(
@@ -485,9 +486,8 @@ def _prepare(data: bytes, dialect: CsvDialect, name: str) -> tuple[bytes, int | 
         # here as well would cost as much as parsing it.
         utf8 = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     else:
-        text = _decode(data, dialect.encoding, name)
-        utf8 = text.removeprefix("\ufeff").encode("utf-8")
-        del text
+        utf8 = _utf8(data, dialect.encoding, name)
+        utf8 = utf8[3:] if utf8.startswith(b"\xef\xbb\xbf") else utf8
     trailer_rows: int | None = None
     if dialect.trailer_regex:
         body = utf8.rstrip(b"\r\n")
@@ -508,6 +508,16 @@ def _prepare(data: bytes, dialect: CsvDialect, name: str) -> tuple[bytes, int | 
     if not utf8.endswith(b"\n"):  # only when require_final_newline is off: keep line arithmetic simple
         utf8 += b"\n"
     return utf8, trailer_rows
+
+
+def _utf8(data: bytes, encoding: str, name: str, line_offset: int = 0) -> bytes:
+    """``data`` as UTF-8, decoded strictly (see :func:`_decode`); GB18030 by iconv where it can
+    (:mod:`connectors.filedrop.transcode`: one pass, without the GIL)."""
+    if transcodes(encoding):
+        fast = gb18030_to_utf8(data)
+        if fast is not None:
+            return fast
+    return _decode(data, encoding, name, line_offset).encode("utf-8")
 
 
 def _decode(data: bytes, encoding: str, name: str, line_offset: int = 0) -> str:
