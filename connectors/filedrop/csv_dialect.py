@@ -149,15 +149,25 @@ def _check_row_count(rows_read: int, expected_rows: int | None, trailer_rows: in
 
 
 def _parse_body(
-    utf8: bytes, header: list[str], header_end: int, dialect: CsvDialect, name: str, line_offset: int = 0
+    utf8: bytes,
+    header: list[str],
+    header_end: int,
+    dialect: CsvDialect,
+    name: str,
+    line_offset: int = 0,
+    *,
+    threads: bool = True,
 ) -> CsvReadResult:
     """Tokenise, number and convert the data lines of ``utf8`` (a header line, then data lines).
 
     ``line_offset`` is added to every line number (a block of a file: physical lines before it - 1).
+    ``threads``: let Arrow tokenise on its thread pool (a whole file); a block of a pipelined read is
+    tokenised on the calling thread, the other threads (download, COPY) already keep the cores busy
+    and the pool's hand-offs cost about 10% more CPU.
     """
     ncols = len(header)
     has_quotes = dialect.quotechar.encode("ascii") in utf8
-    columns = _tokenise_arrow(utf8, header_end, dialect, ncols, has_quotes)
+    columns = _tokenise_arrow(utf8, header_end, dialect, ncols, has_quotes, threads)
     skipped: list[tuple[int, int]] = []
     rectangular = columns is not None
     if columns is None:  # not rectangular (or bad bytes): the tolerant tokenizer reports the bad rows
@@ -380,6 +390,7 @@ class CsvBlockReader:
             self.dialect,
             self.name,
             line_offset=self._line_base - 1,
+            threads=False,
         )
         self.rows_read += block.rows_read
         self.blank_lines += block.blank_lines
@@ -575,16 +586,17 @@ def _as_chunked(values: object) -> pa.ChunkedArray:
 
 
 def _tokenise_arrow(
-    utf8: bytes, header_end: int, dialect: CsvDialect, ncols: int, has_quotes: bool
+    utf8: bytes, header_end: int, dialect: CsvDialect, ncols: int, has_quotes: bool, threads: bool = True
 ) -> list[pa.ChunkedArray] | None:
-    """Fast path: Arrow's multithreaded reader, every field as text. None if any row is not ncols wide."""
+    """Fast path: Arrow's reader (on its thread pool if ``threads``), every field as text. None if any
+    row is not ncols wide."""
     if header_end >= len(utf8):
         return [pa.chunked_array([], type=pa.string()) for _ in range(ncols)]
     names = [f"c{i}" for i in range(ncols)]
     try:
         table = pacsv.read_csv(
             io.BytesIO(utf8),
-            read_options=pacsv.ReadOptions(skip_rows=1, column_names=names),
+            read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, use_threads=threads),
             parse_options=pacsv.ParseOptions(
                 delimiter=dialect.delimiter,
                 quote_char=dialect.quotechar,
