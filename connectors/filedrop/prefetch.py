@@ -38,7 +38,7 @@ _INTERNALS = (
 
 
 class _RaceFreePrefetchFile(paramiko.SFTPFile):
-    """An :class:`paramiko.SFTPFile` whose prefetch is done only once every request has been sent."""
+    """An :class:`paramiko.SFTPFile` whose prefetch is done only once every request was sent and answered."""
 
     _all_requested: bool = True
 
