@@ -492,13 +492,10 @@ def _prepare(data: bytes, dialect: CsvDialect, name: str) -> tuple[bytes, int | 
             path=name,
             context={"line": line_no},
         )
-    if _is_utf8(dialect.encoding):
-        # Arrow validates UTF-8 as it reads (and the fallback decodes first): decoding the whole file
-        # here as well would cost as much as parsing it.
-        utf8 = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-    else:
-        utf8 = _utf8(data, dialect.encoding, name)
-        utf8 = utf8[3:] if utf8.startswith(b"\xef\xbb\xbf") else utf8
+    # UTF-8 as it is: Arrow validates it as it reads (and the fallback decodes first); decoding the
+    # whole file here as well would cost as much as parsing it. A BOM (also GB18030's) goes.
+    utf8 = data if _is_utf8(dialect.encoding) else _utf8(data, dialect.encoding, name)
+    utf8 = utf8[3:] if utf8.startswith(b"\xef\xbb\xbf") else utf8
     trailer_rows: int | None = None
     if dialect.trailer_regex:
         body = utf8.rstrip(b"\r\n")
