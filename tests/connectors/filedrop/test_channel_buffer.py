@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -66,10 +67,11 @@ def test_a_foreign_buffer_is_left_alone_with_a_warning(caplog: pytest.LogCapture
 
 
 @pytest.mark.sshd
-def test_the_sftp_session_reads_through_the_bytearray_buffer(sshd: Any, drop: Path, downloads: Path) -> None:
+def test_the_sftp_session_reads_through_the_bytearray_buffer(
+    sshd: Any, drop: Path, downloads: Path, put_file: Callable[..., Path]
+) -> None:
     content = random.Random(5).randbytes(3_000_000)
-    (drop / "stock.csv").write_bytes(content)
-    (drop / "stock.csv.done").write_bytes(b"")
+    put_file(drop, "stock.csv", content, done=True)
     with SftpDropClient(sshd.settings(drop, downloads)) as client:
         [remote] = client.list_complete_files()
         downloaded = client.download(remote)

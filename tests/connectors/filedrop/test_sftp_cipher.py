@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,13 @@ def test_gcm_is_offered_first_and_nothing_is_dropped() -> None:
     assert sorted(offered) == sorted(default)
 
 
-def test_openssh_negotiates_gcm_and_the_download_is_intact(sshd: Any, drop: Path, downloads: Path) -> None:
+def test_openssh_negotiates_gcm_and_the_download_is_intact(
+    sshd: Any, drop: Path, downloads: Path, put_file: Callable[..., Path]
+) -> None:
     content = "物料编码,仓库,数量\n".encode("gbk") + b"".join(
         b"A%05d,WH1,%d\n" % (i, i) for i in range(20_000)
     )
-    (drop / "stock.csv").write_bytes(content)
-    (drop / "stock.csv.done").write_bytes(b"")
+    put_file(drop, "stock.csv", content, done=True)
     with SftpDropClient(sshd.settings(drop, downloads)) as client:
         [remote] = client.list_complete_files()
         downloaded = client.download(remote)

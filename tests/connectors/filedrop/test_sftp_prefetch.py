@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,14 @@ def slow_request_thread(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def test_a_lagging_request_thread_does_not_turn_the_prefetch_off(
-    sshd: Any, drop: Path, downloads: Path, slow_request_thread: dict[str, Any]
+    sshd: Any,
+    drop: Path,
+    downloads: Path,
+    put_file: Callable[..., Path],
+    slow_request_thread: dict[str, Any],
 ) -> None:
     content = b"".join(b"A%07d,WH1,%d\n" % (i, i % 97) for i in range(300_000))  # ~5 MB, 150+ requests
-    (drop / "stock.csv").write_bytes(content)
-    (drop / "stock.csv.done").write_bytes(b"")
+    put_file(drop, "stock.csv", content, done=True)
     with SftpDropClient(sshd.settings(drop, downloads)) as client:
         [remote] = client.list_complete_files()
         downloaded = client.download(remote)
