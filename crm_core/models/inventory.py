@@ -50,8 +50,10 @@ class InventoryPosition(Base):
     COLLATE "C" on PostgreSQL (migration 0004): the key index compares bytes, not locale rules.
 
     On PostgreSQL the table is partitioned by snapshot (migration 0005, :mod:`crm_core.positions`):
-    one partition per snapshot, its key ordered (material_code, warehouse_code, lot, snapshot_id), and
-    removing a snapshot's positions drops its partition. The model describes the parent's columns.
+    one partition per snapshot, removing a snapshot's positions drops its partition, and each partition
+    is keyed by its own unique index on (material_code, warehouse_code, lot) or on their 64-bit hash
+    (migration 0006); the parent itself has no primary key there. The model describes the parent's
+    columns; its primary key is the ORM's identity and SQLite's key.
     """
 
     __tablename__ = "inventory_positions"

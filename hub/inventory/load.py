@@ -198,7 +198,7 @@ def copy_positions(
             if before_copy is not None:
                 before_copy()
             cursor.copy_expert(_COPY_SQL.format(table=table), payload, size=_COPY_CHUNK)
-            partitions.build_key(conn, snapshot_id)
+            _build_key(cursor, snapshot_id)
             partitions.attach(conn, snapshot_id)
         else:
             if before_copy is not None:
@@ -218,16 +218,32 @@ def copy_positions(
     return len(frame)
 
 
+def _build_key(cursor: Any, snapshot_id: int) -> None:
+    """Key a snapshot's table (crm_core.positions.build_key) whose rows were all validated: a repeated
+    position here got past the duplicate check, which is a bug, not bad input."""
+    try:
+        partitions.build_key(cursor, snapshot_id)
+    except Exception as exc:
+        if not partitions.is_unique_violation(exc):
+            raise
+        said = " ".join(str(getattr(exc, "orig", exc)).split())  # PostgreSQL's DETAIL names the key
+        raise RuntimeError(
+            f"snapshot {snapshot_id}: the store refused a repeated (material, warehouse, lot) that "
+            f"validation had let through ({said}); rolled back, nothing changed. Report this as a bug."
+        ) from exc
+
+
 class BlockCopier:
     """COPY blocks of positions on a background thread while the caller prepares the next block.
 
     PostgreSQL only. The blocks go into the snapshot's own table, created here without its key
     (crm_core.positions), on the caller's connection and inside its transaction: nothing is decided
-    while blocks arrive. After the last block, :meth:`build_key` has the worker build the key while the
-    caller validates the whole snapshot; a key that turns out repeated (a duplicate the caller finds
-    only then) fails that build alone, under a savepoint. The caller then takes such rows out with
-    :meth:`delete_keys`, adds late rows with :meth:`copy_now`, and :meth:`attach` builds the key if it
-    is still missing and makes the table the snapshot's partition. An error of a block is raised by
+    while blocks arrive. After the last block, :meth:`build_key` has the worker build the key (the
+    hashed one, crm_core.positions) while the caller validates the whole snapshot; a key that turns out
+    repeated (a duplicate the caller finds only then) fails that build alone, under a savepoint. The
+    caller then takes such rows out with :meth:`delete_keys`, adds late rows with :meth:`copy_now` (the
+    key is dropped first if built), and :meth:`attach` builds the key if it is missing and makes the
+    table the snapshot's partition. An error of a block is raised by
     :meth:`drain` (or the next :meth:`submit`); the caller then rolls the whole transaction back. The
     caller must not use the connection between :meth:`submit` and :meth:`drain` (or :meth:`close`):
     the worker owns it meanwhile.
@@ -287,20 +303,17 @@ class BlockCopier:
         self._key = self._pool.submit(self._try_key)
 
     def _try_key(self) -> bool:
-        import psycopg2.errors
-
         started = time.perf_counter()
-        cursor = self._cursor
-        cursor.execute("SAVEPOINT inventory_key")
         try:
-            for statement in partitions.key_statements(self.snapshot_id):
-                cursor.execute(statement)
-        except psycopg2.errors.UniqueViolation:  # a repeated position: the caller deletes it first
-            cursor.execute("ROLLBACK TO SAVEPOINT inventory_key")
+            partitions.build_key(self._cursor, self.snapshot_id, exact_on_collision=False)
+        except Exception as exc:
+            # A repeated position (the caller deletes it first) or, rarely, a hash collision: attach()
+            # builds the key once the caller's duplicates are out, falling back to the exact key.
+            if not partitions.is_unique_violation(exc):
+                raise
             return False
         finally:
             self.key_seconds = time.perf_counter() - started
-        cursor.execute("RELEASE SAVEPOINT inventory_key")
         return True
 
     def drain(self) -> None:
@@ -313,6 +326,9 @@ class BlockCopier:
         """COPY rows on the caller's thread (after :meth:`drain`); returns the rows PostgreSQL took."""
         if not len(frame):
             return 0
+        if self._key_built:  # a new row could collide with another's hash: attach() keys the table again
+            partitions.drop_key(self._cursor, self.snapshot_id)
+            self._key_built = False
         self._cursor.copy_expert(
             self._copy_sql, io.BytesIO(_copy_payload(self.snapshot_id, frame)), size=_COPY_CHUNK
         )
@@ -334,7 +350,7 @@ class BlockCopier:
         """Build the key unless the worker did, and make the table the snapshot's partition (after
         :meth:`drain`, :meth:`delete_keys` and :meth:`copy_now`)."""
         if not self._key_built:
-            partitions.build_key(self._conn, self.snapshot_id)
+            _build_key(self._cursor, self.snapshot_id)
         partitions.attach(self._conn, self.snapshot_id)
 
     def close(self) -> None:

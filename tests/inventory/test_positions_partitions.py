@@ -1,4 +1,5 @@
-"""inventory_positions on PostgreSQL: one LIST partition per snapshot (migration 0005, crm_core.positions).
+"""inventory_positions on PostgreSQL: one LIST partition per snapshot (migration 0005, crm_core.positions),
+each keyed by its own unique index (migration 0006): hashed after a bulk load, exact otherwise.
 
 PostgreSQL only: on SQLite the table stays plain and the partition functions do nothing.
 """
@@ -72,19 +73,45 @@ def count_in(engine: sa.Engine, table: str) -> int:
         return int(conn.exec_driver_sql(f"SELECT count(*) FROM ONLY {table}").scalar_one())
 
 
-def assert_partition_of(engine: sa.Engine, snapshot_id: int, rows: int) -> None:
-    """The snapshot's rows are in its own table, attached for its id and keyed."""
+# crm_core.positions.HASHED_KEY as PostgreSQL spells it back.
+HASHED = (
+    "hashtextextended((lot)::text, hashtextextended((warehouse_code)::text, "
+    "hashtextextended((material_code)::text, (0)::bigint)))"
+)
+
+
+def key_of(engine: sa.Engine, table: str) -> str | None:
+    """How a snapshot table is keyed: "hashed" or "exact" (its one unique index), None without one."""
+    with engine.connect() as conn:
+        indexes = conn.exec_driver_sql(
+            "SELECT c.relname, i.indisunique, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %(t)s::regclass",
+            {"t": table},
+        ).all()
+    if not indexes:
+        return None
+    [(name, unique, definition)] = indexes
+    assert (name, unique) == (f"{table}_key", True)
+    if definition.endswith(f"btree ({HASHED})"):
+        return "hashed"
+    assert definition.endswith(f"({', '.join(KEY)})"), definition
+    return "exact"
+
+
+def assert_partition_of(engine: sa.Engine, snapshot_id: int, rows: int, key: str = "hashed") -> None:
+    """The snapshot's rows are in its own table, attached for its id and keyed (``key``)."""
     name = f"{PARENT}_s{snapshot_id}"
     assert attached(engine).get(name) == f"FOR VALUES IN ({snapshot_id})"
     assert relkind(engine, name) == "r"
-    assert primary_key(engine, name) == [*KEY, "snapshot_id"]
+    assert primary_key(engine, name) == []
+    assert key_of(engine, name) == key
     assert count_in(engine, name) == rows
     with engine.connect() as conn:
         ids = conn.exec_driver_sql(f"SELECT DISTINCT snapshot_id FROM {name}").scalars().all()
     assert ids == [snapshot_id]
 
 
-# --- 1. migration 0005 and back ----------------------------------------------------------------------
+# --- 1. migrations 0005-0006 and back ----------------------------------------------------------------
 
 _OLD_ROWS = {
     7: [("1.01.001", "WH01", "", "100", "10"), ("1.01.002", "WH02", "L1", "7.5", "0")],
@@ -138,10 +165,10 @@ def test_migration_moves_rows_into_one_partition_per_snapshot_and_back(fresh_pg_
         assert relkind(engine, PARENT) == "p"  # partitioned
         assert _positions(engine) == before
         for snapshot_id, rows in _OLD_ROWS.items():
-            assert_partition_of(engine, snapshot_id, len(rows))
+            assert_partition_of(engine, snapshot_id, len(rows), key="exact")
         assert snapshot_tables(engine) == {f"{PARENT}_s7", f"{PARENT}_s12"}
         assert count_in(engine, PARENT) == 0  # the parent itself holds nothing
-        assert primary_key(engine, PARENT) == [*KEY, "snapshot_id"]
+        assert primary_key(engine, PARENT) == []  # each partition has its own key (migration 0006)
         with engine.connect() as conn:  # the byte collation of migration 0004 carried over
             collations = conn.exec_driver_sql(
                 "SELECT table_name, collation_name FROM information_schema.columns "
@@ -248,6 +275,73 @@ def test_streamed_snapshot_lands_in_its_keyed_partition(pg_store: InvStore) -> N
         f"{PARENT}_s{outcome.snapshot_id}",
         f"{PARENT}_s{again.snapshot_id}",
     }
+
+
+def test_a_hash_collision_is_not_a_duplicate_the_exact_key_is_built(
+    pg_store: InvStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a hash of the material alone, the two positions of 1.01.001 (WH01 and WH02/L1) collide:
+    # different positions, not a repeated one. Both load paths fall back to the exact key and load.
+    monkeypatch.setattr(positions, "HASHED_KEY", "hashtextextended(material_code, 0)")
+    engine = pg_store.engine
+    whole = ingest(pg_store, snap(base_rows()))
+    assert (whole.status, whole.rows_loaded, whole.rows_rejected) == ("in_force", 4, 0)
+    assert_partition_of(engine, whole.snapshot_id, 4, key="exact")
+    streamed = _stream(pg_store, base_rows())
+    assert (streamed.status, streamed.rows_loaded, streamed.rows_rejected) == ("in_force", 4, 0)
+    assert_partition_of(engine, streamed.snapshot_id, 4, key="exact")
+    assert len(pg_store.positions(streamed.snapshot_id)) == 4
+    # The exact key refuses a repeated position as the hashed one does.
+    with pytest.raises(sa.exc.IntegrityError, match="duplicate key"), engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO inventory_positions (snapshot_id, material_code, warehouse_code, lot, on_hand, "
+                "reserved) VALUES (:i, '1.01.001', 'WH02', 'L1', 1, 0)"
+            ),
+            {"i": streamed.snapshot_id},
+        )
+
+
+def _index_of(conn: sa.Connection, table: str) -> list[str]:
+    return [
+        str(d)
+        for d in conn.exec_driver_sql(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %(t)s::regclass", {"t": table}
+        ).scalars()
+    ]
+
+
+def test_rows_added_after_the_key_was_built_are_keyed_again_and_a_repeat_is_a_loud_bug(
+    pg_store: InvStore,
+) -> None:
+    engine = pg_store.engine
+    frame = snap(base_rows())
+    with engine.begin() as conn:
+        sid = store.insert_snapshot(conn, source=SOURCE, taken_at=datetime.now(UTC), status="loading")
+        copier = store.BlockCopier(conn, sid)
+        try:
+            copier.submit(frame.iloc[:3])
+            copier.build_key()
+            copier.drain()
+            assert [d.endswith(f"btree ({HASHED})") for d in _index_of(conn, copier.table)] == [True]
+            assert copier.copy_now(frame.iloc[3:]) == 1  # a late row: the key is dropped first ...
+            assert _index_of(conn, copier.table) == []
+            copier.attach()  # ... and built again before the table becomes the partition
+        finally:
+            copier.close()
+    assert_partition_of(engine, sid, 4)
+
+    # A repeated position that got past validation: the key refuses it, the load rolls back and says why.
+    with (
+        pytest.raises(
+            RuntimeError,
+            match=r"refused a repeated .*\(1\.01\.002, WH01, \) is duplicated.* Report this as a bug",
+        ),
+        engine.begin() as conn,
+    ):
+        again = store.insert_snapshot(conn, source=SOURCE, taken_at=datetime.now(UTC), status="loading")
+        store.copy_positions(conn, again, snap(base_rows() + [("1.01.002", "WH01", "", 1, 0)]))
+    assert snapshot_tables(engine) == {f"{PARENT}_s{sid}"}
 
 
 # --- 3. a refused snapshot leaves no table -------------------------------------------------------------
@@ -381,7 +475,9 @@ def test_compare_metadata_ignores_snapshot_partitions_only_with_the_filter(pg_st
         )
     removed = {d[1].name for d in unfiltered if isinstance(d, tuple) and d[0] == "remove_table"}
     assert removed == names
-    assert len(unfiltered) == len(names)  # the partitions are the only difference
+    keys = {d[1].name for d in unfiltered if isinstance(d, tuple) and d[0] == "remove_index"}
+    assert keys == {f"{name}_key" for name in names}
+    assert len(unfiltered) == 2 * len(names)  # the partitions and their keys are the only difference
 
 
 def test_alembic_check_through_env_py_passes_with_partitions(pg_store: InvStore) -> None:

@@ -26,10 +26,8 @@ def test_primary_key_is_the_natural_key_and_no_foreign_key(inv_store: InvStore) 
     inspector = sa.inspect(inv_store.engine)
     pk = inspector.get_pk_constraint("inventory_positions")
     key = ["material_code", "warehouse_code", "lot"]
-    # PostgreSQL: one partition per snapshot, whose constant id goes last (crm_core.positions).
-    expected = (
-        key + ["snapshot_id"] if inv_store.engine.dialect.name == "postgresql" else ["snapshot_id", *key]
-    )
+    # PostgreSQL: one partition per snapshot, each with its own unique key (test_positions_partitions).
+    expected = [] if inv_store.engine.dialect.name == "postgresql" else ["snapshot_id", *key]
     assert pk["constrained_columns"] == expected
     assert inspector.get_foreign_keys("inventory_positions") == []
     assert inspector.get_unique_constraints("inventory_positions") == []
