@@ -391,10 +391,14 @@ def _floor_seconds(engine: sa.Engine, repeat: int) -> float:
     for _ in range(repeat):
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE IF EXISTS floor_positions"))
-            conn.execute(sa.text("CREATE TABLE floor_positions (LIKE inventory_positions INCLUDING DEFAULTS)"))
+            conn.execute(
+                sa.text("CREATE TABLE floor_positions (LIKE inventory_positions INCLUDING DEFAULTS)")
+            )
         started = time.perf_counter()
         with engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO floor_positions ({columns}) SELECT {columns} FROM floor_typed"))
+            conn.execute(
+                sa.text(f"INSERT INTO floor_positions ({columns}) SELECT {columns} FROM floor_typed")
+            )
             conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
             conn.execute(sa.text(f"CREATE UNIQUE INDEX ON floor_positions (({HASHED_KEY}))"))
         best = min(best, time.perf_counter() - started)

@@ -222,13 +222,16 @@ def remembered(conn: sa.Connection, *, source: str, snapshot_id: int) -> Positio
 def _to_old_space(old: PositionKeys, new: PositionKeys) -> np.ndarray | None:
     """The new rows' whole-key ids in the old snapshot's code space (-1: some part unknown to it)."""
     parts = []
-    for old_dict, new_dict, codes in (
-        (old.materials, new.materials, new.material),
-        (old.warehouses, new.warehouses, new.warehouse),
-        (old.lots, new.lots, new.lot),
+    for old_dict, new_dict, base, codes in (
+        (old.materials, new.materials, new.catalogs[0], new.material),
+        (old.warehouses, new.warehouses, new.catalogs[1], new.warehouse),
+        (old.lots, new.lots, new.catalogs[2], new.lot),
     ):
         if new_dict is old_dict:  # the same catalog array, nothing outside it: codes already agree
             parts.append(codes)
+            continue
+        if base is not None and base is old_dict:  # the new dictionary: the old one + values it lacks
+            parts.append(np.where(codes < len(old_dict), codes, -1))
             continue
         # Only the dictionaries are looked up (50k materials, not 1M rows); rows follow by their codes.
         # Arrow hashes the strings without the GIL (the main thread is validating meanwhile).

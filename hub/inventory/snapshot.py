@@ -384,7 +384,7 @@ def ingest_snapshot_stream(
             else:
                 full = c.normalize_snapshot_frame(pd.DataFrame(columns=[c.MATERIAL, c.WAREHOUSE, c.ON_HAND]))
                 checks = row_checks(full, None, None)
-            keys = c.PositionKeys.of(full, materials, warehouses)
+            keys = c.PositionKeys.of(full, materials, warehouses, old_keys.lots if old_keys else None)
             checks |= catalog_checks(full, materials, warehouses, keys)
             checked = validate_snapshot(
                 full,

@@ -85,3 +85,26 @@ def test_remembered_keys_of_another_store_are_not_trusted(inv_store: InvStore) -
     second = ingest(inv_store, frame, known_materials=None, known_warehouses=None, policy=LOOSE)
     assert second.diff is not None
     _same(second.diff, diff_snapshots(inv_store.engine, first.snapshot_id, second.snapshot_id))
+
+
+def test_streamed_loads_diff_in_process_as_in_sql(inv_store: InvStore) -> None:
+    """Blocks (PostgreSQL: COPYed while read) code their lots against the remembered snapshot's."""
+    from hub.inventory.snapshot import SnapshotBlock, ingest_snapshot_stream
+
+    def stream(rows: list[tuple[object, ...]]):  # type: ignore[no-untyped-def]
+        half = len(rows) // 2
+        blocks = [
+            SnapshotBlock(snap(rows[:half]), rows_read=half),
+            SnapshotBlock(snap(rows[half:], first_line=2 + half), rows_read=len(rows) - half),
+        ]
+        return ingest_snapshot_stream(
+            inv_store.engine, source=SOURCE, blocks=blocks, origin="INV.csv", policy=LOOSE, diff_limit=7
+        )
+
+    first = stream(_rows(7, 600))
+    second = stream(_rows(8, 600))
+    assert second.diff is not None and second.previous_id == first.snapshot_id
+    assert min(second.diff.disappeared_count, second.diff.appeared_count, second.diff.changed_count) > 7
+    _same(second.diff, diff_snapshots(inv_store.engine, first.snapshot_id, second.snapshot_id, limit=7))
+    third = stream(_rows(8, 600))
+    assert third.diff is not None and third.diff.unchanged

@@ -70,3 +70,33 @@ def test_distinct_lots_need_no_hash_pass_and_find_nothing() -> None:
     assert not c.PositionKeys.of(frame).duplicated().any()
     repeated = _frame(["M1", "M1", "M2", "M1"], ["W1", "W1", "W1", "W2"], ["a", "a", "a", "a"])
     assert c.PositionKeys.of(repeated).duplicated().tolist() == [True, True, False, False]
+
+
+def test_lots_coded_against_the_previous_dictionary_diff_as_when_coded_afresh() -> None:
+    from hub.inventory.diff import diff_keys
+
+    old = c.PositionKeys.of(_frame(["M1", "M1", "M2", "M2"], ["W1"] * 4, ["a", "b", "c", ""]))
+    new_frame = _frame(["M1", "M2", "M2", "M3", "M1"], ["W1"] * 5, ["b", "c", "z", "a", ""])
+    against = c.PositionKeys.of(new_frame, lots=old.lots)
+    afresh = c.PositionKeys.of(new_frame)
+    assert against.catalogs[2] is old.lots and afresh.catalogs[2] is None
+    assert c.decode(against.lots, against.lot).tolist() == ["b", "c", "z", "a", ""]
+    # The old dictionary leads (its codes are kept); the one lot it lacks comes after it.
+    assert against.lots.to_pylist() == [*old.lots.to_pylist(), "z"]
+    assert against.lot[2] == len(old.lots)
+
+    expected = {
+        "disappeared": [("M1", "W1", "a"), ("M2", "W1", "")],
+        "appeared": [("M1", "W1", ""), ("M2", "W1", "z"), ("M3", "W1", "a")],
+        "changed": [("M1", "W1", "b"), ("M2", "W1", "c")],  # on_hand 1 -> 0 and 2 -> 1
+    }
+    for keys in (against, afresh):
+        found = diff_keys(1, old, 2, keys)
+        assert found is not None
+        for name, rows in expected.items():
+            assert [tuple(r) for r in getattr(found, name).iloc[:, :3].values] == rows, name
+        assert (found.disappeared_count, found.appeared_count, found.changed_count) == (2, 3, 2)
+
+    # A previous dictionary more than twice the rows is not used: stale lots would pile up.
+    few = c.PositionKeys.of(_frame(["M1"], ["W1"], ["b"]), lots=old.lots)
+    assert few.catalogs[2] is None and few.lots.to_pylist() == ["b"]
