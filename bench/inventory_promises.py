@@ -13,8 +13,9 @@ Sections (each a function returning :class:`Result` rows; ``main`` runs them and
   counted: it pays the one-off Great Expectations import (~3 s) and has no previous snapshot to diff.
   The best of the next ``--repeat`` pulls counts, as in the long-lived hub process a production pull
   runs in; each of them diffs against the snapshot the previous pull loaded, in process (the first
-  pull after a restart diffs in SQL instead, ~1 s more at 1M rows), and its retention removes the
-  positions of the snapshot before that (on PostgreSQL a partition dropped), as in production. Each
+  pull after a restart diffs in SQL instead: 3.8-5.4 s more at 1M rows, measured 2026-11-30), and
+  its retention removes the positions of the snapshot before that (on PostgreSQL a partition
+  dropped), as in production. Each
   pull prints its wall time per stage (download, parse, normalise, validate, COPY wait, key, finish,
   diff): on
   PostgreSQL the file is loaded in blocks, each COPYed by a background thread while the next one is
