@@ -114,9 +114,10 @@ def _frame(conn: sa.Connection, query: sa.Select[Any], limit: int) -> pd.DataFra
 def _counts(conn: sa.Connection, old_id: int, new_id: int) -> tuple[int, int, int]:
     """(disappeared, appeared, changed) from one inner join of the two snapshots on the key.
 
-    The key is the rest of the primary key, so a position matches at most one of the other snapshot:
-    disappeared = old rows - matched, appeared = new rows - matched. PostgreSQL 15 runs an inner hash
-    join in parallel where a full outer join runs on one core (1.3 s against 2.1 s at 1M + 1M rows).
+    The key is unique within a snapshot (each partition's key), so a position matches at most one of
+    the other snapshot: disappeared = old rows - matched, appeared = new rows - matched. PostgreSQL 15
+    runs an inner hash join in parallel where a full outer join runs on one core (1.3 s against 2.1 s
+    at 1M + 1M rows).
     """
     old = POSITIONS.alias("o")
     new = POSITIONS.alias("n")
@@ -289,7 +290,7 @@ def diff_keys(
     new_key = _to_old_space(old, new)
     if old_key is None or new_key is None:  # pragma: no cover - needs ~2^62 distinct combinations
         return None
-    # A hash lookup of the new keys in the old ones (unique: the primary key): 0.2 s at 1M + 1M rows,
+    # A hash lookup of the new keys in the old ones (unique: the snapshot's key): 0.2 s at 1M + 1M rows,
     # where argsort + searchsorted took 1.1 s.
     old_index = pd.Index(old_key)
     if not old_index.is_unique:  # pragma: no cover - the keys came from a loaded snapshot
