@@ -124,14 +124,14 @@ def is_unique_violation(exc: BaseException) -> bool:
     return getattr(cause, "pgcode", None) == _UNIQUE_VIOLATION
 
 
-def build_key(cursor: Any, snapshot_id: int, *, exact_on_collision: bool = True) -> str:
+def build_key(cursor: Any, snapshot_id: int, *, exact_on_collision: bool = True) -> None:
     """Give a snapshot's table its key on a DBAPI ``cursor`` of the loading transaction (PostgreSQL).
 
     The hashed key first, under a savepoint. When it fails and ``exact_on_collision``, the exact key:
     it fails only for a real repeated position (the driver's unique violation is raised), while a hash
     collision of two different positions builds it and the load goes on. Without
     ``exact_on_collision`` the hashed key's failure is raised (a caller that may still take repeated
-    positions out first). Returns ``"hashed"`` or ``"exact"``: the key built.
+    positions out first).
     """
     name = partition_name(snapshot_id)
     cursor.execute(f"SET LOCAL maintenance_work_mem = '{_KEY_BUILD_MEMORY}'")  # until the transaction ends
@@ -144,9 +144,8 @@ def build_key(cursor: Any, snapshot_id: int, *, exact_on_collision: bool = True)
         if not (exact_on_collision and is_unique_violation(exc)):
             raise
         cursor.execute(f"CREATE UNIQUE INDEX {key_name(snapshot_id)} ON {name} ({', '.join(KEY_COLUMNS)})")
-        return "exact"
+        return
     cursor.execute("RELEASE SAVEPOINT inventory_hashed_key")
-    return "hashed"
 
 
 def drop_key(cursor: Any, snapshot_id: int) -> None:
