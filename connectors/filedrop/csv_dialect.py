@@ -760,7 +760,10 @@ def _convert(
     position = {h: i for i, h in enumerate(header)}
     bad_rows = np.zeros(len(lines), dtype=bool)
     out: dict[str, object] = {}
+    wanted = dialect.read_columns
     for source, canonical in dialect.header_map.items():
+        if wanted is not None and canonical not in wanted and canonical not in dialect.required_columns:
+            continue
         text = pc.utf8_trim_whitespace(columns[position[source]])
         empty_arrow = pc.equal(text, "")
         empty = np.asarray(empty_arrow.to_numpy(zero_copy_only=False), dtype=bool)

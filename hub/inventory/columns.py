@@ -60,39 +60,48 @@ def normalize_snapshot_frame(
     is quarantined with its line instead of failing the whole load. Without ``source_line`` the rows
     are numbered 1..n in their order.
     """
-    data = frame.rename(columns=dict(rename or {}))
-    missing = [c for c in (MATERIAL, WAREHOUSE, ON_HAND) if c not in data.columns]
+    # Columns are looked up by name instead of renaming the frame: a streamed file is normalised block
+    # by block, and each rename copied the frame's index and columns.
+    names = {column: column for column in frame.columns}
+    names.update({new: old for old, new in (rename or {}).items() if old in frame.columns})
+    missing = [c for c in (MATERIAL, WAREHOUSE, ON_HAND) if c not in names]
     if missing:
+        have = [(rename or {}).get(str(column), column) for column in frame.columns]
         raise DataValidationError(
-            f"{origin}: the inventory rows lack column(s) {missing}; they have {list(data.columns)}. "
+            f"{origin}: the inventory rows lack column(s) {missing}; they have {have}. "
             "Map them in the template's columns (material_code, warehouse_code, on_hand_qty).",
             context={"origin": origin, "missing": missing},
         )
-    n = len(data)
-    lot = _text(data[LOT]).fillna("") if LOT in data.columns else pd.Series([""] * n, dtype="string")
-    if RESERVED in data.columns:
+    n = len(frame)
+
+    def column(name: str) -> pd.Series:
+        return frame[names[name]]
+
+    lot = _text(column(LOT)).fillna("") if LOT in names else pd.Series([""] * n, dtype="string")
+    if RESERVED in names:
         # Only a missing value means 0; text that is not a number stays NaN for validation to catch.
-        raw_reserved = data[RESERVED]
-        reserved = pd.to_numeric(raw_reserved, errors="coerce").astype("float64")
-        reserved = reserved.where(raw_reserved.notna().to_numpy(), 0.0)
+        raw_reserved = column(RESERVED)
+        reserved = pd.to_numeric(raw_reserved, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        reserved = np.where(raw_reserved.notna().to_numpy(), reserved, 0.0)
     else:
-        reserved = pd.Series(np.zeros(n), dtype="float64")
-    if SOURCE_LINE in data.columns:
-        line = pd.to_numeric(data[SOURCE_LINE]).astype("int64").to_numpy()
+        reserved = np.zeros(n)
+    if SOURCE_LINE in names:
+        line = pd.to_numeric(column(SOURCE_LINE)).astype("int64").to_numpy()
     else:
         line = np.arange(1, n + 1, dtype=np.int64)
+    on_hand = pd.to_numeric(column(ON_HAND), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     # The text columns stay pandas Series (Arrow-backed): going through .to_numpy() turned each into a
     # Python object array and .astype("string") back again (about 0.5 s at 1M rows).
     return pd.DataFrame(
         {
-            MATERIAL: _text(data[MATERIAL]).reset_index(drop=True),
-            WAREHOUSE: _text(data[WAREHOUSE]).reset_index(drop=True),
+            MATERIAL: _text(column(MATERIAL)).reset_index(drop=True),
+            WAREHOUSE: _text(column(WAREHOUSE)).reset_index(drop=True),
             LOT: lot.reset_index(drop=True),
-            ON_HAND: pd.to_numeric(data[ON_HAND], errors="coerce").astype("float64").to_numpy(),
-            RESERVED: reserved.to_numpy(),
+            ON_HAND: on_hand,
+            RESERVED: reserved,
             SOURCE_LINE: line,
         }
-    ).astype({MATERIAL: "string", WAREHOUSE: "string", LOT: "string"})
+    )
 
 
 class PositionKeys:
@@ -223,7 +232,7 @@ def _arrow_text(values: pd.Series) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def _codes(indices: pa.Array) -> np.ndarray:
+def _codes(indices: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Arrow dictionary indices or lookup positions as int64, -1 where null."""
     return np.asarray(indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
@@ -246,13 +255,23 @@ def encode_in(array: pa.Array, known: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Codes of ``array`` as positions in ``known`` (distinct values), -1 where missing; values ``known``
     lacks get codes after its own. The dictionary returned is ``known`` itself when it lacked none,
     else ``known`` followed by those values."""
-    codes = lookup(array, known)
-    outside = (codes < 0) & array.is_valid().to_numpy(zero_copy_only=False)
-    if not outside.any():
-        return codes, known
-    extra = pc.dictionary_encode(array.filter(pa.array(outside)))
-    codes[outside] = _codes(extra.indices) + len(known)
-    return codes, pa.concat_arrays([known, extra.dictionary])
+    if len(known) * 8 < len(array):  # a small dictionary (a catalog): a lookup table of it is cheap
+        codes = lookup(array, known)
+        outside = (codes < 0) & array.is_valid().to_numpy(zero_copy_only=False)
+        if not outside.any():
+            return codes, known
+        extra = pc.dictionary_encode(array.filter(pa.array(outside)))
+        codes[outside] = _codes(extra.indices) + len(known)
+        return codes, pa.concat_arrays([known, extra.dictionary])
+    # A large one (a previous snapshot's million lots): one encoding pass over both costs about 60% of
+    # a lookup table of ``known`` probed by ``array``. Codes follow first appearance, so the distinct
+    # values of ``known``, put first, keep their positions and the values it lacks come after them.
+    if not len(array):
+        return np.zeros(0, dtype=np.int64), known
+    encoded = pc.dictionary_encode(pa.chunked_array([known, array], type=pa.string()))
+    last = encoded.chunk(encoded.num_chunks - 1)  # every chunk shares the one dictionary
+    indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks]).slice(len(known))
+    return _codes(indices), known if len(last.dictionary) == len(known) else last.dictionary
 
 
 def lookup(values: pa.Array, dictionary: pa.Array) -> np.ndarray:
@@ -275,6 +294,7 @@ def byte_ranks(uniques: pa.Array) -> np.ndarray:
 
 
 QTY_PLACES: Final = 4  # inventory_positions quantity columns are Numeric(18, 4)
+QTY_LIMIT: Final = 1e14  # ... so a quantity rounded to 4 places must be below 10^14
 
 
 def quantities(values: pd.Series) -> np.ndarray:

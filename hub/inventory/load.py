@@ -142,6 +142,20 @@ def insert_snapshot(
     return int(result.scalar_one())
 
 
+_EXACT_INTEGERS = float(1 << 53)
+
+
+def _quantity_column(values: pd.Series) -> pa.Array:
+    """A quantity column as the store keeps it (4 places); whole numbers as integers, because writing
+    a float's shortest text costs about four times as much (0.1 s per million values)."""
+    quantities = c.quantities(values)
+    if np.array_equal(quantities, np.trunc(quantities)) and bool(
+        (np.abs(quantities) < _EXACT_INTEGERS).all()
+    ):  # no NaN (it equals nothing), no fraction, and every value exact as an integer
+        return pa.array(quantities.astype(np.int64))
+    return pa.array(quantities)
+
+
 def _copy_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
     """The positions as CSV for COPY, built column-wise with Arrow (no Python loop per row).
 
@@ -157,8 +171,8 @@ def _copy_payload(snapshot_id: int, frame: pd.DataFrame) -> bytes:
             "material_code": pa.array(frame[c.MATERIAL], type=pa.string()),
             "warehouse_code": pa.array(frame[c.WAREHOUSE], type=pa.string()),
             "lot": pa.array(frame[c.LOT].fillna(""), type=pa.string()),
-            "on_hand": pa.array(c.quantities(frame[c.ON_HAND])),
-            "reserved": pa.array(c.quantities(frame[c.RESERVED])),
+            "on_hand": _quantity_column(frame[c.ON_HAND]),
+            "reserved": _quantity_column(frame[c.RESERVED]),
         }
     )
     sink = io.BytesIO()

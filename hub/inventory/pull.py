@@ -185,8 +185,10 @@ def _taken_at(frame: pd.DataFrame, fallback: datetime) -> datetime:
 
 def snapshot_frame_from_csv(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     """The reader's frame (canonical template columns + SOURCE_LINE) as a snapshot frame."""
-    renamed = frame.rename(columns={SOURCE_LINE: c.SOURCE_LINE})
-    return c.normalize_snapshot_frame(renamed, rename=c.TEMPLATE_TO_SNAPSHOT, origin=origin)
+    return c.normalize_snapshot_frame(frame, rename=_CSV_TO_SNAPSHOT, origin=origin)
+
+
+_CSV_TO_SNAPSHOT = {**c.TEMPLATE_TO_SNAPSHOT, SOURCE_LINE: c.SOURCE_LINE}
 
 
 BLOCK_BYTES = 4 << 20

@@ -26,6 +26,7 @@ from hub.config.models.files import CsvDropStream
 from hub.config.project import Project
 from hub.config.retry import retry_policy
 from hub.errors import ConfigError
+from hub.inventory.columns import TEMPLATE_TO_SNAPSHOT
 from hub.secrets import resolve_reference
 
 # Canonical template columns and how the reader should type them (everything else stays text).
@@ -41,6 +42,9 @@ REQUIRED = {
     "inventory": ("material_code", "warehouse_code", "on_hand_qty"),
     "incoming_supply": ("material_code", "qty", "expected_date"),
 }
+# The columns a stream's loader reads, where it does not read them all: an inventory snapshot keeps
+# the position, its quantities (hub.inventory.columns) and the time it was taken, not names or units.
+READ = {"inventory": frozenset(TEMPLATE_TO_SNAPSHOT) | {"snapshot_at"}}
 DEFAULT_MANIFEST_SUFFIX = ".manifest.json"
 
 
@@ -95,6 +99,7 @@ def csv_dialect(stream: CsvDropStream, *, where: str) -> CsvDialect:
         column_types={c: t for c, t in COLUMN_TYPES.items() if c in canonical},  # type: ignore[misc]
         timezone=stream.source_timezone,
         trailer_regex=trailer,
+        read_columns=READ.get(stream.writes),
     )
 
 

@@ -48,6 +48,23 @@ def test_catalog_codes_decode_to_the_values_and_unknown_codes_get_their_own() ->
     assert c.decode(keys.materials, np.array([0, -1])).tolist()[1] is None
 
 
+def test_encode_in_keeps_known_positions_for_a_small_and_a_large_dictionary() -> None:
+    # A dictionary much smaller than the values is looked up; a large one is encoded in one pass with
+    # the values. Both must give each known value its position and the others codes after them.
+    values = pa.array(["k2", "n1", None, "k0", "n1", "n2", "k2", "", "k1"] * 3)
+    expected_new = ["n1", "n2", ""]
+    for known in (pa.array(["k0", "k1", "k2"]), pa.array([f"k{i}" for i in range(40)])):
+        codes, dictionary = c.encode_in(values, known)
+        assert _decoded(codes, dictionary) == values.to_pylist()
+        assert dictionary.slice(0, len(known)).equals(known)
+        assert dictionary.slice(len(known)).to_pylist() == expected_new  # first appearance order
+        assert codes.tolist()[:4] == [2, len(known), -1, 0]
+        same, unchanged = c.encode_in(pa.array(["k1", None, "k0"]), known)
+        assert same.tolist() == [1, -1, 0] and unchanged is known
+    empty, dictionary = c.encode_in(pa.array([], type=pa.string()), pa.array(["k0"]))
+    assert len(empty) == 0 and dictionary.to_pylist() == ["k0"]
+
+
 def test_duplicates_match_pandas_with_and_without_the_catalog() -> None:
     rng = np.random.default_rng(7)
     n = 5_000

@@ -149,6 +149,20 @@ def test_datetimes_are_erp_local_time_made_tz_aware() -> None:
     assert [(p.line, p.column) for p in result.problems] == [(3, "updated_at")]
 
 
+def test_columns_the_caller_does_not_read_are_checked_in_the_header_but_not_converted() -> None:
+    dialect = replace(KIS, read_columns=frozenset({"material", "qty"}))
+    text = HEADER + "A001,成品仓,L1,5,not-a-date\nB002,,L2,x,2024-01-05\nC003,原料仓,L3,7,\n"
+    result = read(text, dialect)
+    # Unread: the lot and the date (a bad date rejects no row); required columns are still read and
+    # checked on every row, the warehouse included.
+    assert list(result.frame.columns) == ["material", "warehouse", "qty", SOURCE_LINE]
+    assert result.frame["material"].tolist() == ["A001", "C003"]
+    assert sorted((p.line, p.column) for p in result.problems) == [(3, "qty"), (3, "warehouse")]
+    assert read(text).rejected_lines == (2, 3)  # read whole, the bad date rejects line 2 as well
+    with pytest.raises(SchemaDriftError):  # the header is still the template's whole header
+        read(HEADER.replace("批号", "批次") + "A001,成品仓,L1,5,2024-01-05\n", dialect)
+
+
 def test_many_rows_take_the_fast_paths_and_keep_exact_line_numbers() -> None:
     rows = [f"M{i:05d},WH{i % 7},L{i},{i % 50},2024-0{1 + i % 9}-1{i % 10}" for i in range(20_000)]
     rows[12_345] = "M12345,WH1,L12345,-,2024-01-01"
