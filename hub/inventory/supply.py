@@ -58,6 +58,7 @@ from hub.config.models import ErpSftpCsvTemplate
 from hub.config.models.files import CsvDropStream
 from hub.config.project import Project
 from hub.errors import ConfigError
+from hub.inventory.columns import QTY_LIMIT, QTY_PLACES
 from hub.inventory.load import FileIdentity, record_processed_file, write_quarantine
 from hub.inventory.pull import (
     Catalog,
@@ -118,14 +119,20 @@ WIDTHS: Final = {REFERENCE: 64, MATERIAL: 64, WAREHOUSE: 32}
 _PRESENT = "values_present"
 _KIND_KNOWN = "kind_known"
 _POSITIVE = "quantity_positive"
+_QUANTITY_FITS = "quantity_fits"
 _FITS = "codes_fit"
 _UNIQUE = "order_line_unique"
 _MATERIAL_KNOWN = "material_known"
 _WAREHOUSE_KNOWN = "warehouse_known"
 # Boolean check column -> the frame column whose value a failure reports.
-_VALUE_OF = {_KIND_KNOWN: KIND, _POSITIVE: QUANTITY, _MATERIAL_KNOWN: MATERIAL, _WAREHOUSE_KNOWN: WAREHOUSE}
+_VALUE_OF = {
+    _KIND_KNOWN: KIND,
+    _POSITIVE: QUANTITY,
+    _QUANTITY_FITS: QUANTITY,
+    _MATERIAL_KNOWN: MATERIAL,
+    _WAREHOUSE_KNOWN: WAREHOUSE,
+}
 _INSERTED = ("source", "kind", "reference", "material_code", "warehouse_code", "quantity", "eta")
-_QTY_PLACES = 4
 
 
 # ------------------------------------------------------------------------------------------ configuration
@@ -288,6 +295,7 @@ def _checks(frame: pd.DataFrame, materials: Set[str] | None, warehouses: Set[str
         _PRESENT: present,
         _KIND_KNOWN: (kind.isin(KINDS).fillna(False) | kind.isna()).to_numpy(dtype=bool),
         _POSITIVE: np.isnan(quantity) | (quantity > 0),
+        _QUANTITY_FITS: ~(np.abs(np.round(quantity, QTY_PLACES)) >= QTY_LIMIT),
         _FITS: fits,
         _UNIQUE: ~frame.duplicated([ORDER, LINE], keep=False).to_numpy() | frame[ORDER].isna().to_numpy(),
     }
@@ -302,6 +310,7 @@ _REASONS = {
     _PRESENT: "a required value (order number, kind, material, quantity, ETA) is missing",
     _KIND_KNOWN: "kind is not purchase or production",
     _POSITIVE: "quantity is not greater than 0",
+    _QUANTITY_FITS: f"quantity is infinite or too large for the store (it holds less than {QTY_LIMIT:.0e})",
     _FITS: f"a code is longer than the store allows {WIDTHS}",
     _UNIQUE: "the same (order number, line) appears more than once; every copy held back",
     _MATERIAL_KNOWN: "unknown material (not in the product catalog)",
@@ -418,7 +427,7 @@ def _insert(conn: sa.Connection, source: str, frame: pd.DataFrame) -> int:
     """All rows in one statement: COPY on PostgreSQL, one executemany on SQLite."""
     if frame.empty:
         return 0
-    quantity = np.round(frame[QUANTITY].to_numpy(dtype=np.float64), _QTY_PLACES)
+    quantity = np.round(frame[QUANTITY].to_numpy(dtype=np.float64), QTY_PLACES)
     dbapi = conn.connection.dbapi_connection
     if dbapi is None:  # pragma: no cover - a live Connection always has one
         raise RuntimeError("the SQLAlchemy connection has no DBAPI connection")

@@ -36,6 +36,7 @@ SUITE = "inventory_snapshot"
 _PRESENT = "values_present"
 _UNIQUE = "position_unique"
 _FITS = "codes_fit"
+_QUANTITIES_FIT = "quantities_fit"
 _MATERIAL_KNOWN = "material_known"
 _WAREHOUSE_KNOWN = "warehouse_known"
 # Boolean check column -> the frame column whose value a failure reports.
@@ -117,6 +118,11 @@ def _rules(known_materials: Set[str] | None, known_warehouses: Set[str] | None) 
         Rule("true", _FITS, f"a code is longer than the store allows {CODE_WIDTHS}"),
         Rule(
             "true",
+            _QUANTITIES_FIT,
+            f"a quantity is infinite or too large for the store (it holds less than {c.QTY_LIMIT:.0e})",
+        ),
+        Rule(
+            "true",
             _UNIQUE,
             "the same (material, warehouse, lot) appears more than once; every copy held back",
         ),
@@ -193,7 +199,11 @@ def row_checks(
     fits = np.ones(len(frame), dtype=bool)
     for name, width in CODE_WIDTHS.items():
         fits &= (frame[name].fillna("").str.len() <= width).to_numpy(dtype=bool)
-    checks = {_PRESENT: present, _FITS: fits}
+    # A missing quantity passes here (it fails values_present); inf and >= 10^14 would fail the COPY.
+    quantities_fit = np.ones(len(frame), dtype=bool)
+    for name in (c.ON_HAND, c.RESERVED):
+        quantities_fit &= ~(np.abs(c.quantities(frame[name])) >= c.QTY_LIMIT)
+    checks = {_PRESENT: present, _FITS: fits, _QUANTITIES_FIT: quantities_fit}
     return checks | catalog_checks(frame, materials, warehouses)
 
 

@@ -165,6 +165,33 @@ def test_malformed_rows_quarantined_with_row_numbers_rest_loaded(inv_store: InvS
     )
 
 
+def test_quantities_stored_to_four_places_whole_or_not(inv_store: InvStore) -> None:
+    # All whole (written to COPY as integers), then fractions rounded to the store's 4 places, and a
+    # whole number too large for a float to hold as an exact integer.
+    whole = ingest(inv_store, snap([("1.01.001", "WH01", "", 100, 0), ("1.01.002", "WH01", "", 12345678, 3)]))
+    assert [Decimal(str(v)) for v in inv_store.positions(whole.snapshot_id)["on_hand"]] == [100, 12345678]
+    rows = [
+        ("1.01.001", "WH01", "", 1.23456, 0.5),
+        ("1.01.002", "WH01", "", 99_999_999_999_999.9, 0),  # the largest the store holds, about
+        ("1.01.003", "WH01", "", 2.0**60, 0),  # line 4: more than Numeric(18, 4) holds
+        ("1.01.003", "WH02", "", 1, float("inf")),  # line 5: infinite
+    ]
+    frac = ingest(inv_store, snap(rows), policy=LENIENT)
+    assert (frac.status, frac.rows_loaded, frac.rows_rejected) == ("in_force", 2, 2)
+    stored = inv_store.positions(frac.snapshot_id)
+    assert [Decimal(str(v)) for v in stored["reserved"]] == [Decimal("0.5"), 0]
+    on_hand = [Decimal(str(v)) for v in stored["on_hand"]]
+    assert on_hand[0] == Decimal("1.2346") and abs(on_hand[1] - Decimal("99999999999999.9")) < 1
+    reasons = {
+        r.source_ref: json.loads(r.reasons) if isinstance(r.reasons, str) else r.reasons
+        for r in inv_store.rows(
+            "SELECT source_ref, reasons FROM quarantine WHERE stream = :s", s=f"{SOURCE}.inventory"
+        )
+    }
+    assert sorted(reasons) == ["inventory/INV_1.csv:4", "inventory/INV_1.csv:5"]
+    assert all("too large for the store" in r[0]["reason"] for r in reasons.values())
+
+
 def test_duplicate_positions_held_back_every_copy(inv_store: InvStore) -> None:
     rows = base_rows() + [("1.01.001", "WH02", "L1", 55, 0)]  # same key as line 3, on line 6
     outcome = ingest(inv_store, snap(rows), policy=LENIENT)

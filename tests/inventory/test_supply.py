@@ -219,14 +219,15 @@ def test_bad_rows_quarantined_with_their_line_numbers(
         ("PO-X7", "1", "采购", "1.01.002", "WH01", "5", "2025-07-01", ""),  # 208 duplicate (order, line)
         ("PO-X7", "1", "采购", "1.01.003", "WH02", "6", "2025-07-02", ""),  # 209 its copy
         ("", "1", "采购", "1.01.001", "WH01", "5", "2025-07-01", ""),  # 210 no order number
+        ("PO-X8", "1", "采购", "1.01.001", "WH01", "2e14", "2025-07-01", ""),  # 211 beyond Numeric(18, 4)
     ]
     put_file(drop, "supply/SUPPLY_1.csv", csv_bytes(rows), done=True)
     [result] = pull(inv_store, sshd, drop, downloads, SupplyPolicy(max_reject_share=0.05)).files
     assert result.status == "loaded"
     assert (result.outcome.rows_read, result.outcome.rows_loaded, result.outcome.rows_rejected) == (
-        209,
+        210,
         200,
-        9,
+        10,
     )  # type: ignore[union-attr]
     assert len(supply_rows(inv_store)) == 200
     quarantined = {
@@ -235,7 +236,7 @@ def test_bad_rows_quarantined_with_their_line_numbers(
             "SELECT source_ref, reasons FROM quarantine WHERE stream = :s", s=registry_source(SOURCE)
         )
     }
-    assert sorted(quarantined) == [f"supply/SUPPLY_1.csv:{line}" for line in range(202, 211)]
+    assert sorted(quarantined) == [f"supply/SUPPLY_1.csv:{line}" for line in range(202, 212)]
 
     def why(line: int) -> set[tuple[str, str]]:
         return {(r["column"], r["value"]) for r in quarantined[f"supply/SUPPLY_1.csv:{line}"]}
@@ -248,6 +249,7 @@ def test_bad_rows_quarantined_with_their_line_numbers(
     assert {r["column"] for r in quarantined["supply/SUPPLY_1.csv:208"]} == {"order_line_unique"}
     assert {r["column"] for r in quarantined["supply/SUPPLY_1.csv:209"]} == {"order_line_unique"}
     assert {r["column"] for r in quarantined["supply/SUPPLY_1.csv:210"]} == {"source_doc_no"}
+    assert why(211) == {("quantity", "200000000000000.0")}
 
 
 def test_shrunken_or_mostly_bad_file_refused_and_previous_supply_kept(
