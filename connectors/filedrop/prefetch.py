@@ -50,6 +50,11 @@ class _RaceFreePrefetchFile(paramiko.SFTPFile):
     def _prefetch_thread(self, chunks: Any, max_concurrent_requests: Any) -> None:
         try:
             super()._prefetch_thread(chunks, max_concurrent_requests)  # type: ignore[misc]
+        except (EOFError, OSError, paramiko.SSHException) as exc:
+            # The connection died while requests were being sent. The reading thread finds out on its
+            # own (its next read fails and the download is retried); raised here, the error was only a
+            # traceback of an unhandled thread exception in the log.
+            log.debug("SFTP prefetch requests stopped: the connection failed (%r)", exc)
         finally:
             with self._prefetch_lock:  # type: ignore[attr-defined]
                 self._all_requested = True

@@ -31,7 +31,11 @@ from tests.connectors.filedrop.conftest import downloads, drop, put_file, sshd  
 from tests.inventory.conftest import MATERIALS, WAREHOUSES, InvStore, inv_store  # noqa: F401 - fixtures
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.sshd
+pytestmark = [
+    pytest.mark.sshd,
+    # A connection reset must not leave a traceback of a dying download thread behind.
+    pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"),
+]
 
 SOURCE = "drop_faults"
 DIALECT = csv_dialect(load_template("erp_sftp_csv").model.streams.inventory, where="erp_sftp_csv")  # type: ignore[union-attr]

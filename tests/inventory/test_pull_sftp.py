@@ -22,7 +22,11 @@ from hub.inventory.validate import SnapshotPolicy
 from tests.inventory.conftest import MATERIALS, WAREHOUSES, InvStore
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.sshd
+pytestmark = [
+    pytest.mark.sshd,
+    # A connection reset must not leave a traceback of a dying download thread behind.
+    pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"),
+]
 
 SOURCE = "test_drop"
 HEADER = "物料编码,物料名称,仓库编码,批号,单位,库存数量,预留数量,统计时间\n"
