@@ -107,10 +107,10 @@ def test_a_refusal_after_blocks_were_copied_rolls_every_block_back(
     elif damage == "manifest":
         put_file(drop, "inventory/INV_2.csv", rows_bytes(250), manifest_rows=300)
         over["completeness"] = "manifest"
-    elif damage == "encoding":  # an undecodable byte on the last line: found only by the last block
-        put_file(
-            drop, "inventory/INV_2.csv", rows_bytes(300)[:-30] + b"\xff" + rows_bytes(300)[-29:], done=True
-        )
+    elif damage == "encoding":  # an undecodable byte in the last line's lot: found only by the last block
+        good = rows_bytes(300)
+        cut = good.rindex(b"L00300")
+        put_file(drop, "inventory/INV_2.csv", good[:cut] + b"L00\xff00" + good[cut + 6 :], done=True)
     else:
         put_file(
             drop, "inventory/INV_2.csv", rows_bytes(300, qty={i: "-1" for i in range(250, 260)}), done=True

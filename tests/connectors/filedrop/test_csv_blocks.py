@@ -49,9 +49,14 @@ def _whole_and_blocks(data: bytes, dialect, block_bytes: int, **kwargs):  # type
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("block_bytes", [1, 17, 200, 1 << 20])
-@pytest.mark.parametrize("encoding", ["gbk", "utf-8"])
-def test_blocks_add_up_to_the_whole_file(case: str, block_bytes: int, encoding: str) -> None:
-    dialect = replace(KIS, encoding=encoding)
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030", "utf-8"])
+@pytest.mark.parametrize("read", [None, frozenset({"material", "qty", "received"})])
+def test_blocks_add_up_to_the_whole_file(
+    case: str, block_bytes: int, encoding: str, read: frozenset[str] | None
+) -> None:
+    # With read columns, GBK/GB18030 blocks whose read fields are ASCII are tokenised untranscoded
+    # (the lot is not read; the warehouse is, being required); the whole file is always transcoded.
+    dialect = replace(KIS, encoding=encoding, read_columns=read)
     whole, blocks, reader = _whole_and_blocks(CASES[case].encode(encoding), dialect, block_bytes)
     frames = [b.frame for b in blocks if not b.frame.empty]
     frame = pd.concat(frames, ignore_index=True) if frames else whole.frame.iloc[:0]
@@ -61,6 +66,46 @@ def test_blocks_add_up_to_the_whole_file(case: str, block_bytes: int, encoding: 
     assert reader.blank_lines == whole.blank_lines
     if block_bytes == 1 and case == "many":
         assert len(blocks) == 3000 and frame[SOURCE_LINE].iloc[-1] == 3001
+
+
+NAMED = replace(
+    KIS,
+    encoding="gb18030",
+    header_map={"物料编码": "material", "名称": "name", "仓库": "warehouse", "数量": "qty"},
+    column_types={"qty": "number"},
+    read_columns=frozenset({"material", "qty"}),
+)
+
+
+def test_ascii_codes_are_read_without_transcoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.filedrop.csv_dialect as reader_module
+
+    rows = "".join(f'A{i:03d},"六角螺栓 M{i}\n第二行",WH{i % 3},"{i},000.5"\n' for i in range(40))
+    data = ("物料编码,名称,仓库,数量\n" + rows + "B001,垫圈,WH1,7\n").encode("gb18030")
+    whole = read_csv_bytes(data, NAMED, name="inv.csv")
+
+    def no_transcoding(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("a block whose read fields are ASCII was transcoded")
+
+    monkeypatch.setattr(reader_module, "_utf8", no_transcoding)
+    blocks = list(CsvBlockReader(data, NAMED, name="inv.csv", block_bytes=100))
+    assert len(blocks) > 5
+    frame = pd.concat([b.frame for b in blocks], ignore_index=True)
+    pd.testing.assert_frame_equal(frame, whole.frame, check_dtype=False)
+    assert list(frame.columns) == ["material", "warehouse", "qty", SOURCE_LINE]
+    assert frame["qty"].iloc[[0, 39, 40]].tolist() == [0.5, 39000.5, 7.0]
+    assert frame[SOURCE_LINE].iloc[[0, 1, 40]].tolist() == [2, 4, 82]  # each name spans two lines
+
+
+def test_bad_bytes_only_matter_in_a_column_that_is_read() -> None:
+    header = "物料编码,名称,仓库,数量\n".encode("gb18030")
+    good = "".join(f"A{i:03d},螺栓,WH1,1\n" for i in range(20)).encode("gb18030")
+    in_name = header + good + b"B001,\xff\xff,WH1,2\n"  # 0xFF starts no GB18030 character
+    blocks = list(CsvBlockReader(in_name, NAMED, name="x", block_bytes=64))
+    assert sum(len(b.frame) for b in blocks) == 21 and not [p for b in blocks for p in b.problems]
+    in_warehouse = header + good + b"B001,\xc2\xdd\xcb\xa8,WH\xff,2\n"
+    with pytest.raises(FileEncodingError, match="line 22 "):
+        list(CsvBlockReader(in_warehouse, NAMED, name="x", block_bytes=64))
 
 
 def test_file_level_problems_raise_before_any_block() -> None:
