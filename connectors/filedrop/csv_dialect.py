@@ -14,7 +14,10 @@ over-long rows, rows with too few fields, stray carriage returns) takes a second
 Python's :mod:`csv` module to place every record on its line.
 
 Only ASCII-compatible encodings are supported (UTF-8, GBK, GB18030, Big5 ...): Chinese ERPs write
-those. Text is decoded strictly; an undecodable byte refuses the file with the line it is on.
+those. Text is decoded strictly; an undecodable byte refuses the file with the line it is on. One
+exception: a file read in blocks (:class:`CsvBlockReader`) never decodes the columns its caller does
+not read (:attr:`CsvDialect.read_columns`) when the others are plain ASCII, so a bad byte there is not
+found (see :meth:`CsvBlockReader._plain_ascii_fields`).
 """
 
 from __future__ import annotations
@@ -383,9 +386,10 @@ class CsvBlockReader:
             and dialect.quotechar.encode("ascii")[0] < 0x30
         )
 
-    def _plain_ascii_fields(self, raw: bytes) -> list[pa.ChunkedArray] | None:
-        """The block's fields tokenised from its bytes as they are, if the fields read as text are
-        all plain ASCII (then they are their own UTF-8); None otherwise.
+    def _plain_ascii_fields(self, body: bytes) -> list[pa.ChunkedArray] | None:
+        """The fields of ``body`` (the UTF-8 header line, then the block's bytes as they are)
+        tokenised untranscoded, if the fields read as text are all plain ASCII (then they are their
+        own UTF-8); None otherwise.
 
         In GBK and GB18030 no byte of a multi-byte character is below 0x30, so a delimiter, quote or
         newline byte is always one. A file whose codes and numbers are ASCII (most are; names are
@@ -393,10 +397,9 @@ class CsvBlockReader:
         (0.4 s for GBK, which Python decodes). The fields not read stay bytes, never decoded: a bad
         byte in them is not found, as a bad value in them rejects no row (CsvDialect.read_columns).
         """
-        body = raw if raw.endswith(b"\n") else raw + b"\n"
         quotes = self.dialect.quotechar.encode("ascii") in body
         columns = _tokenise_arrow(
-            self._header_utf8 + body,
+            body,
             len(self._header_utf8),
             self.dialect,
             len(self.header),
@@ -424,17 +427,20 @@ class CsvBlockReader:
 
     def _block(self, raw: bytes) -> CsvReadResult:
         """Parse the raw bytes of whole records that follow the lines read so far."""
-        columns = None
-        text = raw
+        body, columns = b"", None
         if self._untranscoded:
-            columns = self._plain_ascii_fields(raw)
+            body = self._header_utf8 + (raw if raw.endswith(b"\n") else raw + b"\n")
+            columns = self._plain_ascii_fields(body)
             self._untranscoded = columns is not None  # a file whose codes are not ASCII: stop trying
-        if columns is None and not _is_utf8(self.dialect.encoding):
-            text = _utf8(raw, self.dialect.encoding, self.name, self._line_base)
-        if not text.endswith(b"\n"):
-            text += b"\n"
+        if columns is None:
+            text = raw
+            if not _is_utf8(self.dialect.encoding):
+                text = _utf8(raw, self.dialect.encoding, self.name, self._line_base)
+            if not text.endswith(b"\n"):
+                text += b"\n"
+            body = self._header_utf8 + text
         block = _parse_body(
-            self._header_utf8 + text,
+            body,
             self.header,
             len(self._header_utf8),
             self.dialect,
