@@ -76,9 +76,7 @@ def create_attached(conn: sa.Connection, snapshot_id: int) -> None:
         conn.exec_driver_sql(
             f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {PARENT} FOR VALUES IN ({int(snapshot_id)})"
         )
-        conn.exec_driver_sql(
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {key_name(snapshot_id)} ON {name} ({', '.join(KEY_COLUMNS)})"
-        )
+        conn.exec_driver_sql(_exact_key(snapshot_id, if_not_exists=True))
 
 
 def create_detached(conn: sa.Connection, snapshot_id: int) -> str:
@@ -118,6 +116,15 @@ def key_name(snapshot_id: int) -> str:
     return f"{partition_name(snapshot_id)}_key"
 
 
+def _exact_key(snapshot_id: int, *, if_not_exists: bool = False) -> str:
+    """SQL for the exact key of a snapshot's table: a unique index on :data:`KEY_COLUMNS`."""
+    guard = "IF NOT EXISTS " if if_not_exists else ""
+    return (
+        f"CREATE UNIQUE INDEX {guard}{key_name(snapshot_id)} ON {partition_name(snapshot_id)} "
+        f"({', '.join(KEY_COLUMNS)})"
+    )
+
+
 def is_unique_violation(exc: BaseException) -> bool:
     """True for PostgreSQL's unique_violation, raised by the driver or wrapped by SQLAlchemy."""
     cause = getattr(exc, "orig", exc)
@@ -143,7 +150,7 @@ def build_key(cursor: Any, snapshot_id: int, *, exact_on_collision: bool = True)
         cursor.execute("RELEASE SAVEPOINT inventory_hashed_key")
         if not (exact_on_collision and is_unique_violation(exc)):
             raise
-        cursor.execute(f"CREATE UNIQUE INDEX {key_name(snapshot_id)} ON {name} ({', '.join(KEY_COLUMNS)})")
+        cursor.execute(_exact_key(snapshot_id))
         return
     cursor.execute("RELEASE SAVEPOINT inventory_hashed_key")
 

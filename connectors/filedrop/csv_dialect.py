@@ -371,16 +371,14 @@ class CsvBlockReader:
         self.header, _ = _read_header(header_utf8, dialect)
         _check_header(self.header, dialect, name)
         self._header_utf8 = header_utf8
-        # Which fields a block must read as text: the columns the caller reads, and required ones.
-        wanted = dialect.read_columns
+        # The fields a block must read as text (CsvDialect.reads).
         self._text_fields = [
             i
             for i, source in enumerate(self.header)
-            if (canonical := dialect.header_map.get(source)) is not None
-            and (wanted is None or canonical in wanted or canonical in dialect.required_columns)
+            if (canonical := dialect.header_map.get(source)) is not None and dialect.reads(canonical)
         ]
         self._untranscoded = (
-            wanted is not None
+            dialect.read_columns is not None
             and _codec_name(dialect.encoding) in _DOUBLE_BYTE_CHINESE
             and dialect.delimiter.encode("ascii")[0] < 0x30
             and dialect.quotechar.encode("ascii")[0] < 0x30
@@ -848,9 +846,8 @@ def _convert(
     position = {h: i for i, h in enumerate(header)}
     bad_rows = np.zeros(len(lines), dtype=bool)
     out: dict[str, object] = {}
-    wanted = dialect.read_columns
     for source, canonical in dialect.header_map.items():
-        if wanted is not None and canonical not in wanted and canonical not in dialect.required_columns:
+        if not dialect.reads(canonical):
             continue
         text = pc.utf8_trim_whitespace(columns[position[source]])
         empty_arrow = pc.equal(text, "")

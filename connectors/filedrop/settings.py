@@ -246,6 +246,11 @@ class CsvDialect:
     trailer_regex: str | None = None
     read_columns: frozenset[str] | None = None
 
+    def reads(self, canonical: str) -> bool:
+        """Whether a reader converts the canonical column: the caller reads it, or it is required."""
+        wanted = self.read_columns
+        return wanted is None or canonical in wanted or canonical in self.required_columns
+
     def __post_init__(self) -> None:
         where = "csv dialect"
         import codecs  # local: only needed for this check
